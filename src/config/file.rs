@@ -1,0 +1,124 @@
+//! The config file exactly as written: serde types that mirror the TOML.
+//!
+//! Unknown keys are rejected (`deny_unknown_fields`), and fields that are cross-checked
+//! later keep their position (`Spanned`) so errors can name the line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// `[server]`: listener, TLS, limits.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[[source]]`: where data lives.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceSection>,
+    /// `[[workspace]]`: the databases clients connect to.
+    #[serde(default, rename = "workspace")]
+    pub workspaces: Vec<WorkspaceSection>,
+    /// `[[dataset]]`: the tables a workspace shows.
+    #[serde(default, rename = "dataset")]
+    pub datasets: Vec<DatasetSection>,
+    /// `[[user]]`: who may log in.
+    #[serde(default, rename = "user")]
+    pub users: Vec<UserSection>,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address and port to listen on. Default: `127.0.0.1:15432`.
+    pub listen: Option<Spanned<String>>,
+    /// Most client connections served at once; more are refused with 53300. Default: 256.
+    pub max_connections: Option<Spanned<i64>>,
+    /// Default `statement_timeout` of every session (`0` = none, or `30s`, `5min`). Default: `0`.
+    pub statement_timeout: Option<Spanned<String>>,
+    /// Largest protocol message accepted from a client, in bytes. Default: 67108864 (64 MiB).
+    pub max_message_bytes: Option<Spanned<i64>>,
+    /// `[server.tls]`: TLS for client connections. Default: off.
+    pub tls: Option<TlsSection>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificate chain, relative to the config file.
+    pub cert: Spanned<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1), relative to the config file.
+    pub key: Spanned<String>,
+    /// Refuse clients that do not negotiate TLS (SQLSTATE 28000). Default: false.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// `[[source]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// Name datasets use to refer to this source.
+    pub name: Spanned<String>,
+    /// The connector: `lake` (a directory of Parquet tables).
+    pub kind: Spanned<String>,
+    /// For `lake`: the directory holding one subdirectory (or `.parquet` file) per table.
+    pub path: Option<Spanned<String>>,
+    /// For `lake`: generate the demo retail data here on first start.
+    pub demo: Option<DemoSection>,
+}
+
+/// `demo = { orders = 1000000, seed = 20240101 }` on a lake source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSection {
+    /// Number of order rows, 1 to 100,000,000. Default: 1,000,000.
+    pub orders: Option<Spanned<i64>>,
+    /// Random seed; the same seed always gives the same data. Default: 20240101.
+    pub seed: Option<u64>,
+}
+
+/// `[[workspace]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceSection {
+    /// The database name clients connect to.
+    pub name: Spanned<String>,
+    /// Shown by `\l+`.
+    #[serde(default)]
+    pub description: String,
+    /// Users allowed to connect.
+    #[serde(default)]
+    pub members: Vec<Spanned<String>>,
+}
+
+/// `[[dataset]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSection {
+    /// Workspace that shows this dataset.
+    pub workspace: Spanned<String>,
+    /// Table name clients see.
+    pub name: Spanned<String>,
+    /// Source the dataset reads.
+    pub source: Spanned<String>,
+    /// Shown by `\d+` and in the `biproxy` schema.
+    #[serde(default)]
+    pub description: String,
+    /// The dataset is this table of the source...
+    pub table: Option<Spanned<String>>,
+    /// ...or the result of this SQL query on the source.
+    pub sql: Option<Spanned<String>>,
+}
+
+/// `[[user]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSection {
+    /// Login name.
+    pub name: Spanned<String>,
+    /// SCRAM-SHA-256 verifier from `biproxy hash-password`; never a plain password.
+    pub password: Spanned<String>,
+}

@@ -1,0 +1,631 @@
+//! Loading and validating the config file.
+//!
+//! Two stages: [`file`] mirrors the TOML exactly; [`load`] resolves it into [`Config`],
+//! which is all the rest of the program sees. Every problem is collected, not only the
+//! first, and each names the file, the line and the field. `biproxy check` and startup run
+//! the same code.
+
+pub mod file;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::auth::scram::Verifier;
+use crate::source::lake::demo::DemoSpec;
+
+/// The demo configuration compiled into the binary, served when no `--config` is given.
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+
+/// The name shown for the built-in demo config in error messages.
+pub const DEMO_CONFIG_NAME: &str = "<built-in config/demo.toml>";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listener and limits.
+    pub server: ServerConfig,
+    /// Data sources by declaration order.
+    pub sources: Vec<SourceConfig>,
+    /// Workspaces (databases).
+    pub workspaces: Vec<WorkspaceConfig>,
+    /// Datasets of all workspaces.
+    pub datasets: Vec<DatasetConfig>,
+    /// Users who may log in.
+    pub users: Vec<UserConfig>,
+}
+
+/// `[server]`, resolved.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Default statement timeout; `None` = no timeout.
+    pub statement_timeout: Option<Duration>,
+    /// Largest client message accepted.
+    pub max_message_bytes: usize,
+    /// TLS, when configured.
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS settings with paths resolved against the config file's directory.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// Refuse plaintext clients.
+    pub required: bool,
+}
+
+/// A source, resolved.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Name datasets refer to.
+    pub name: String,
+    /// Connector and its settings.
+    pub kind: SourceKind,
+}
+
+/// The connector of a source.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// A directory of Parquet tables read in-process.
+    Lake {
+        /// The directory, resolved against the config file's directory.
+        path: PathBuf,
+        /// Generate the demo data into `path` when it is missing.
+        demo: Option<DemoSpec>,
+    },
+}
+
+/// A workspace, resolved.
+#[derive(Debug, Clone)]
+pub struct WorkspaceConfig {
+    /// Database name.
+    pub name: String,
+    /// Human description.
+    pub description: String,
+    /// Users allowed to connect.
+    pub members: Vec<String>,
+}
+
+/// A dataset, resolved (its SQL is planned later, against the source's tables).
+#[derive(Debug, Clone)]
+pub struct DatasetConfig {
+    /// Workspace that shows it.
+    pub workspace: String,
+    /// Table name clients see.
+    pub name: String,
+    /// Source it reads.
+    pub source: String,
+    /// Description for tools.
+    pub description: String,
+    /// What the dataset is.
+    pub query: DatasetQuery,
+    /// Where it was declared, for errors found when its SQL is planned.
+    pub origin: Origin,
+}
+
+/// The definition of a dataset's rows.
+#[derive(Debug, Clone)]
+pub enum DatasetQuery {
+    /// A table of the source, as is.
+    Table(String),
+    /// A SQL query on the source's tables.
+    Sql(String),
+}
+
+/// A user, resolved.
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    /// Login name.
+    pub name: String,
+    /// SCRAM verifier.
+    pub verifier: Verifier,
+}
+
+/// A place in a config file, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The file as the user named it.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {field}: {message}")]
+pub struct ConfigError {
+    /// The file as the user named it.
+    pub file: String,
+    /// 1-based line (0 when the problem is the file itself).
+    pub line: usize,
+    /// Dotted path of the field, e.g. `dataset[2].source`.
+    pub field: String,
+    /// What is wrong and, where possible, how to fix it.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error located at `origin`.
+    pub fn at(origin: &Origin, field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: origin.file.clone(),
+            line: origin.line,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every problem found in one config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// Read and validate the config file at `path`.
+///
+/// # Errors
+/// Every problem found, each with file, line and field.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: name.clone(),
+            line: 0,
+            field: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        }])
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, &name, base)
+}
+
+/// The built-in demo config; relative paths resolve against the working directory.
+///
+/// # Errors
+/// Only if the built-in file is broken, which the tests rule out.
+pub fn demo() -> Result<Config, ConfigErrors> {
+    parse(DEMO_CONFIG, DEMO_CONFIG_NAME, Path::new("."))
+}
+
+/// Validate config text named `name`; relative paths resolve against `base`.
+///
+/// # Errors
+/// Every problem found.
+pub fn parse(text: &str, name: &str, base: &Path) -> Result<Config, ConfigErrors> {
+    let file: file::File = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or_default();
+        ConfigErrors(vec![ConfigError {
+            file: name.to_owned(),
+            line,
+            field: "(syntax)".into(),
+            message: e.message().trim().to_owned(),
+        }])
+    })?;
+    let mut r = Resolver {
+        text,
+        name,
+        base,
+        errors: Vec::new(),
+    };
+    let config = r.resolve(file);
+    if r.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(r.errors))
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+struct Resolver<'a> {
+    text: &'a str,
+    name: &'a str,
+    base: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Resolver<'_> {
+    fn origin<T>(&self, value: &Spanned<T>) -> Origin {
+        Origin {
+            file: self.name.to_owned(),
+            line: line_of(self.text, value.span().start),
+        }
+    }
+
+    fn error<T>(&mut self, at: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) {
+        let origin = self.origin(at);
+        self.errors.push(ConfigError::at(&origin, field, message));
+    }
+
+    fn resolve(&mut self, file: file::File) -> Config {
+        let server = self.server(&file.server);
+        let users = self.users(file.users);
+        let sources = self.sources(file.sources);
+        let workspaces = self.workspaces(file.workspaces, &users);
+        let datasets = self.datasets(file.datasets, &workspaces, &sources);
+        Config {
+            server,
+            sources,
+            workspaces,
+            datasets,
+            users,
+        }
+    }
+
+    fn server(&mut self, s: &file::ServerSection) -> ServerConfig {
+        let listen = match &s.listen {
+            None => SocketAddr::from(([127, 0, 0, 1], 15432)),
+            Some(l) => l.get_ref().parse().unwrap_or_else(|_| {
+                self.error(
+                    l,
+                    "server.listen",
+                    format!(
+                        "\"{}\" is not an ADDRESS:PORT such as 127.0.0.1:15432",
+                        l.get_ref()
+                    ),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 15432))
+            }),
+        };
+        let max_connections = self.ranged(
+            &s.max_connections,
+            "server.max_connections",
+            1,
+            100_000,
+            256,
+        );
+        let max_message_bytes = self.ranged(
+            &s.max_message_bytes,
+            "server.max_message_bytes",
+            1 << 16,
+            1 << 30,
+            64 << 20,
+        );
+        let statement_timeout = match &s.statement_timeout {
+            None => None,
+            Some(t) => match parse_duration(t.get_ref()) {
+                Ok(d) if d.is_zero() => None,
+                Ok(d) => Some(d),
+                Err(m) => {
+                    self.error(t, "server.statement_timeout", m);
+                    None
+                }
+            },
+        };
+        let tls = s.tls.as_ref().map(|t| self.tls(t));
+        ServerConfig {
+            listen,
+            max_connections,
+            statement_timeout,
+            max_message_bytes,
+            tls,
+        }
+    }
+
+    fn ranged(
+        &mut self,
+        v: &Option<Spanned<i64>>,
+        field: &str,
+        min: i64,
+        max: i64,
+        default: usize,
+    ) -> usize {
+        match v {
+            None => default,
+            Some(n) if (min..=max).contains(n.get_ref()) => *n.get_ref() as usize,
+            Some(n) => {
+                self.error(
+                    n,
+                    field,
+                    format!("must be between {min} and {max}, got {}", n.get_ref()),
+                );
+                default
+            }
+        }
+    }
+
+    fn tls(&mut self, t: &file::TlsSection) -> TlsConfig {
+        let cert = self.existing_file(&t.cert, "server.tls.cert");
+        let key = self.existing_file(&t.key, "server.tls.key");
+        TlsConfig {
+            cert,
+            key,
+            required: t.required,
+        }
+    }
+
+    fn existing_file(&mut self, p: &Spanned<String>, field: &str) -> PathBuf {
+        let path = self.base.join(p.get_ref());
+        if !path.is_file() {
+            self.error(p, field, format!("file {} does not exist", path.display()));
+        }
+        path
+    }
+
+    fn users(&mut self, users: Vec<file::UserSection>) -> Vec<UserConfig> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, u) in users.into_iter().enumerate() {
+            if !seen.insert(u.name.get_ref().clone()) {
+                self.error(
+                    &u.name,
+                    format!("user[{i}].name"),
+                    format!("duplicate user \"{}\"", u.name.get_ref()),
+                );
+            }
+            match Verifier::parse(u.password.get_ref()) {
+                Ok(verifier) => out.push(UserConfig {
+                    name: u.name.into_inner(),
+                    verifier,
+                }),
+                Err(e) => self.error(
+                    &u.password,
+                    format!("user[{i}].password"),
+                    format!("{e}; make one with `biproxy hash-password`"),
+                ),
+            }
+        }
+        out
+    }
+
+    fn sources(&mut self, sources: Vec<file::SourceSection>) -> Vec<SourceConfig> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, s) in sources.into_iter().enumerate() {
+            if !seen.insert(s.name.get_ref().clone()) {
+                self.error(
+                    &s.name,
+                    format!("source[{i}].name"),
+                    format!("duplicate source \"{}\"", s.name.get_ref()),
+                );
+            }
+            if s.kind.get_ref() != "lake" {
+                self.error(
+                    &s.kind,
+                    format!("source[{i}].kind"),
+                    format!(
+                        "unknown source kind \"{}\"; supported: lake",
+                        s.kind.get_ref()
+                    ),
+                );
+                continue;
+            }
+            let Some(path) = &s.path else {
+                self.error(
+                    &s.name,
+                    format!("source[{i}].path"),
+                    "a lake source needs `path`, the directory of its tables",
+                );
+                continue;
+            };
+            let demo = s.demo.as_ref().map(|d| self.demo(d, i));
+            out.push(SourceConfig {
+                name: s.name.get_ref().clone(),
+                kind: SourceKind::Lake {
+                    path: self.base.join(path.get_ref()),
+                    demo,
+                },
+            });
+        }
+        out
+    }
+
+    fn demo(&mut self, d: &file::DemoSection, i: usize) -> DemoSpec {
+        let mut spec = DemoSpec::default();
+        if let Some(orders) = &d.orders {
+            spec.orders = self.ranged(
+                &Some(orders.clone()),
+                &format!("source[{i}].demo.orders"),
+                1,
+                100_000_000,
+                0,
+            ) as u64;
+        }
+        if let Some(seed) = d.seed {
+            spec.seed = seed;
+        }
+        spec
+    }
+
+    fn workspaces(
+        &mut self,
+        ws: Vec<file::WorkspaceSection>,
+        users: &[UserConfig],
+    ) -> Vec<WorkspaceConfig> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, w) in ws.into_iter().enumerate() {
+            if !seen.insert(w.name.get_ref().clone()) {
+                self.error(
+                    &w.name,
+                    format!("workspace[{i}].name"),
+                    format!("duplicate workspace \"{}\"", w.name.get_ref()),
+                );
+            }
+            for (j, m) in w.members.iter().enumerate() {
+                if !users.iter().any(|u| &u.name == m.get_ref()) {
+                    self.error(
+                        m,
+                        format!("workspace[{i}].members[{j}]"),
+                        format!("no [[user]] named \"{}\"", m.get_ref()),
+                    );
+                }
+            }
+            out.push(WorkspaceConfig {
+                name: w.name.into_inner(),
+                description: w.description,
+                members: w.members.into_iter().map(Spanned::into_inner).collect(),
+            });
+        }
+        out
+    }
+
+    fn datasets(
+        &mut self,
+        ds: Vec<file::DatasetSection>,
+        workspaces: &[WorkspaceConfig],
+        sources: &[SourceConfig],
+    ) -> Vec<DatasetConfig> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, d) in ds.into_iter().enumerate() {
+            let key = (
+                d.workspace.get_ref().clone(),
+                d.name.get_ref().to_lowercase(),
+            );
+            if !seen.insert(key) {
+                self.error(
+                    &d.name,
+                    format!("dataset[{i}].name"),
+                    format!(
+                        "duplicate dataset \"{}\" in workspace \"{}\"",
+                        d.name.get_ref(),
+                        d.workspace.get_ref()
+                    ),
+                );
+            }
+            if !workspaces.iter().any(|w| &w.name == d.workspace.get_ref()) {
+                self.error(
+                    &d.workspace,
+                    format!("dataset[{i}].workspace"),
+                    format!("no [[workspace]] named \"{}\"", d.workspace.get_ref()),
+                );
+            }
+            if !sources.iter().any(|s| &s.name == d.source.get_ref()) {
+                self.error(
+                    &d.source,
+                    format!("dataset[{i}].source"),
+                    format!("no [[source]] named \"{}\"", d.source.get_ref()),
+                );
+            }
+            let query = match (d.table, d.sql) {
+                (Some(t), None) => DatasetQuery::Table(t.into_inner()),
+                (None, Some(s)) => DatasetQuery::Sql(s.into_inner()),
+                _ => {
+                    self.error(
+                        &d.name,
+                        format!("dataset[{i}]"),
+                        "give exactly one of `table` or `sql`",
+                    );
+                    continue;
+                }
+            };
+            out.push(DatasetConfig {
+                origin: self.origin(&d.name),
+                workspace: d.workspace.into_inner(),
+                name: d.name.into_inner(),
+                source: d.source.into_inner(),
+                description: d.description,
+                query,
+            });
+        }
+        out
+    }
+}
+
+/// Parse `0`, `250ms`, `30s`, `5min`, `2h` (PostgreSQL's units); a bare number is milliseconds,
+/// as in PostgreSQL's `statement_timeout`.
+///
+/// # Errors
+/// A message saying which forms are accepted.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim().trim_matches('\'');
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a duration such as 0, 250ms, 30s, 5min or 2h"))?;
+    let ms = match unit.trim() {
+        "" | "ms" => n,
+        "s" => n * 1000,
+        "min" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => {
+            return Err(format!(
+                "\"{text}\" has an unknown unit; use ms, s, min, h or d"
+            ))
+        }
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_demo_config_is_valid() {
+        let config = demo().unwrap();
+        assert!(config.workspaces.iter().any(|w| w.name == "demo"));
+        assert!(config.datasets.iter().any(|d| d.name == "sales"));
+    }
+
+    #[test]
+    fn every_error_is_reported_with_file_line_and_field() {
+        let text = r#"
+[[source]]
+name = "lake"
+kind = "oracle"
+
+[[workspace]]
+name = "w"
+members = ["nobody"]
+
+[[dataset]]
+workspace = "w"
+name = "d"
+source = "missing"
+table = "t"
+"#;
+        let errs = parse(text, "bad.toml", Path::new(".")).unwrap_err();
+        let lines: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "bad.toml:4: source[0].kind: unknown source kind \"oracle\"; supported: lake",
+                "bad.toml:8: workspace[0].members[0]: no [[user]] named \"nobody\"",
+                "bad.toml:13: dataset[0].source: no [[source]] named \"missing\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors_name_the_line() {
+        let errs = parse(
+            "[server]\nlisten = \"x\"\nbogus = 1\n",
+            "f.toml",
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert_eq!(errs.0.len(), 1);
+        assert_eq!(errs.0[0].line, 3);
+        assert!(
+            errs.0[0].message.contains("unknown field `bogus`"),
+            "{}",
+            errs.0[0].message
+        );
+    }
+
+    #[test]
+    fn durations_follow_postgres_units() {
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("1500").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5min").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("soon").is_err());
+    }
+}
