@@ -1,0 +1,152 @@
+//! From SQL text to something runnable: parse, classify, and plan.
+//!
+//! Owns the PostgreSQL-compatibility parser (shared by all sessions), the classification
+//! of statements ([`classify`]), PostgreSQL result-column naming ([`names`]), and the
+//! planning of queries against a session's context with DDL, DML and engine statements
+//! disabled. Does not run anything: that is the session's job.
+
+pub mod classify;
+pub mod names;
+
+use std::collections::HashMap;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use crate::error::Error;
+pub use classify::{Command, TransactionCommand};
+
+/// Parses client SQL with the rewrites that let DataFusion answer what PostgreSQL clients
+/// send (`::regclass`, `OPERATOR(pg_catalog.~)`, `COLLATE`, ...). Built once per server.
+#[derive(Debug, Default)]
+pub struct Parser {
+    inner: PostgresCompatibilityParser,
+}
+
+impl Parser {
+    /// A parser with the standard rewrite rules.
+    pub fn new() -> Parser {
+        Parser {
+            inner: PostgresCompatibilityParser::new(),
+        }
+    }
+
+    /// Split and parse a query string into statements.
+    ///
+    /// # Errors
+    /// [`Error::Syntax`] with the parser's message.
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, Error> {
+        let sql = without_client_quirks(sql);
+        self.inner.parse(&sql).map_err(|e| {
+            let text = e.to_string();
+            let text = text
+                .strip_prefix("sql parser error: ")
+                .unwrap_or(&text)
+                .to_owned();
+            Error::Syntax(format!("syntax error: {text}"))
+        })
+    }
+}
+
+/// Fragments of catalog queries that well-known clients send and the engine cannot plan,
+/// with an equivalent it can. Each names the client that sends it.
+const CLIENT_QUIRKS: &[(&str, &str)] = &[
+    // psql 15 `\d+`: storage options of the table and its TOAST table, built with an
+    // `array(SELECT ...)` constructor. Datasets have neither, which PostgreSQL shows as ''.
+    (
+        "pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ')",
+        "''",
+    ),
+];
+
+fn without_client_quirks(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains("array(select") {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let mut out = sql.to_owned();
+    for (from, to) in CLIENT_QUIRKS {
+        out = out.replace(from, to);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A statement ready to execute: classified, and for queries, planned.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// What the statement does.
+    pub command: Command,
+    /// The logical plan of a query, with `$n` placeholders still unbound.
+    pub plan: Option<LogicalPlan>,
+    /// The result column names clients see (PostgreSQL's naming).
+    pub columns: Vec<String>,
+    /// Parameter types inferred from the plan, by position (`$1` first).
+    pub param_types: Vec<Option<DataType>>,
+}
+
+/// Classify and, for queries, plan one statement in a session's context.
+///
+/// # Errors
+/// The classification or planning error, mapped to its SQLSTATE.
+pub async fn prepare(ctx: &SessionContext, stmt: Statement) -> Result<Prepared, Error> {
+    let command = classify::classify(stmt)?;
+    let Command::Query(stmt) = &command else {
+        return Ok(Prepared {
+            columns: local_columns(&command),
+            command,
+            plan: None,
+            param_types: Vec::new(),
+        });
+    };
+    let pg_names = names::pg_column_names(stmt);
+    let state = ctx.state();
+    let plan = state
+        .statement_to_plan(DfStatement::Statement(stmt.clone()))
+        .await?;
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|_| Error::ReadOnly(classify::command_tag(stmt)))?;
+    let fields = plan.schema().fields();
+    let columns = match pg_names {
+        Some(n) if n.len() == fields.len() => n,
+        _ => fields.iter().map(|f| f.name().clone()).collect(),
+    };
+    let param_types = param_types(&plan)?;
+    Ok(Prepared {
+        command,
+        plan: Some(plan),
+        columns,
+        param_types,
+    })
+}
+
+/// Column names of the results biproxy answers without the engine.
+fn local_columns(command: &Command) -> Vec<String> {
+    match command {
+        Command::Show(None) => vec!["name".into(), "setting".into(), "description".into()],
+        Command::Show(Some(name)) => {
+            vec![crate::session::settings::Settings::canonical_name(name)]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// `$1..$n` types in order; a gap (say `$2` unused) stays `None`.
+fn param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, Error> {
+    let by_name: HashMap<String, Option<DataType>> = plan.get_parameter_types()?;
+    let count = by_name
+        .keys()
+        .filter_map(|k| k.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()))
+        .max()
+        .unwrap_or(0);
+    Ok((1..=count)
+        .map(|i| by_name.get(&format!("${i}")).cloned().flatten())
+        .collect())
+}

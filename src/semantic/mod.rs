@@ -1,0 +1,253 @@
+//! The semantic layer: datasets, the tables a workspace shows its clients.
+//!
+//! A dataset is defined in config as a table of a source or a SQL query on one. It is
+//! planned once, at load, against the source's private context; clients see only the
+//! result, as a base table of their workspace. Invariant: a dataset's plan is inlined
+//! into every query that reads it, so the engine optimises the two together.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::{TableType, ViewTable};
+use datafusion::error::Result as DfResult;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use crate::config::{Config, ConfigError, DatasetConfig, DatasetQuery, SourceKind};
+use crate::source::lake::{demo, Lake, LakeError};
+
+/// A dataset as clients see it.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Table name in the workspace.
+    pub name: String,
+    /// Description for tools.
+    pub description: String,
+    /// The provider registered in the workspace catalog.
+    pub table: Arc<DatasetTable>,
+}
+
+/// A workspace: its datasets and the template state sessions start from.
+#[derive(Debug)]
+pub struct Workspace {
+    /// Database name.
+    pub name: String,
+    /// Human description.
+    pub description: String,
+    /// Datasets by name.
+    pub datasets: Vec<Dataset>,
+    /// Template DataFusion state: datasets + catalog + functions.
+    pub state: SessionState,
+}
+
+/// Every workspace, built from one config.
+#[derive(Debug, Default)]
+pub struct Model {
+    workspaces: HashMap<String, Arc<Workspace>>,
+}
+
+impl Model {
+    /// The workspace named `name`.
+    pub fn workspace(&self, name: &str) -> Option<Arc<Workspace>> {
+        self.workspaces.get(name).cloned()
+    }
+}
+
+/// Why the model could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A dataset definition is wrong; the errors name file and line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Config(Vec<ConfigError>),
+    /// A source could not be opened.
+    #[error("source \"{source_name}\": {cause}")]
+    Source {
+        /// Source name.
+        source_name: String,
+        /// What failed.
+        cause: LakeError,
+    },
+    /// Building a catalog failed (a bug).
+    #[error("cannot build the catalog of workspace \"{0}\": {1}")]
+    Catalog(String, datafusion::error::DataFusionError),
+}
+
+/// Open the sources and plan every dataset. With `generate_demo`, demo data is generated
+/// where configured and missing; without it (`biproxy check`), sources whose demo data is
+/// not there yet are skipped, and so are their datasets.
+///
+/// # Errors
+/// All dataset errors at once, with file and line; or the first source that fails to open.
+pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelError> {
+    let mut lakes = HashMap::new();
+    for source in &config.sources {
+        let SourceKind::Lake { path, demo: spec } = &source.kind;
+        let fail = |cause| ModelError::Source {
+            source_name: source.name.clone(),
+            cause,
+        };
+        if spec.is_some() && !generate_demo && !path.exists() {
+            tracing::info!(source = %source.name, "demo data not generated yet; its datasets are not checked");
+            continue;
+        }
+        if let Some(spec) = spec.as_ref().filter(|_| generate_demo) {
+            let (path, spec) = (path.clone(), spec.clone());
+            tokio::task::spawn_blocking(move || demo::ensure(&path, &spec))
+                .await
+                .map_err(|e| {
+                    ModelError::Catalog(
+                        "(demo)".into(),
+                        datafusion::error::DataFusionError::External(Box::new(e)),
+                    )
+                })?
+                .map_err(|e| fail(LakeError::Demo(e)))?;
+        }
+        let lake = Lake::open(path).await.map_err(fail)?;
+        lakes.insert(source.name.clone(), lake);
+    }
+    let mut errors = Vec::new();
+    let mut workspaces = HashMap::new();
+    for ws in &config.workspaces {
+        let mut datasets = Vec::new();
+        for d in config.datasets.iter().filter(|d| d.workspace == ws.name) {
+            let Some(lake) = lakes.get(&d.source) else {
+                continue;
+            };
+            match plan_dataset(d, lake).await {
+                Ok(table) => datasets.push(Dataset {
+                    name: d.name.to_lowercase(),
+                    description: d.description.clone(),
+                    table: Arc::new(table),
+                }),
+                Err(e) => errors.push(e),
+            }
+        }
+        let providers: Vec<(String, Arc<dyn TableProvider>)> = datasets
+            .iter()
+            .map(|d| {
+                (
+                    d.name.clone(),
+                    Arc::clone(&d.table) as Arc<dyn TableProvider>,
+                )
+            })
+            .collect();
+        let state = crate::catalog::workspace_state(&ws.name, &providers)
+            .map_err(|e| ModelError::Catalog(ws.name.clone(), e))?;
+        workspaces.insert(
+            ws.name.clone(),
+            Arc::new(Workspace {
+                name: ws.name.clone(),
+                description: ws.description.clone(),
+                datasets,
+                state,
+            }),
+        );
+    }
+    if errors.is_empty() {
+        Ok(Model { workspaces })
+    } else {
+        Err(ModelError::Config(errors))
+    }
+}
+
+/// Plan one dataset against its source.
+async fn plan_dataset(d: &DatasetConfig, lake: &Lake) -> Result<DatasetTable, ConfigError> {
+    let (field, sql) = match &d.query {
+        DatasetQuery::Table(t) => {
+            if !lake.tables().iter().any(|x| x == &t.to_lowercase()) {
+                return Err(ConfigError::at(
+                    &d.origin,
+                    format!("dataset \"{}\".table", d.name),
+                    format!(
+                        "source \"{}\" has no table \"{t}\"; it has: {}",
+                        d.source,
+                        lake.tables().join(", ")
+                    ),
+                ));
+            }
+            ("table", format!("SELECT * FROM {}", quote_ident(t)))
+        }
+        DatasetQuery::Sql(s) => ("sql", s.clone()),
+    };
+    let err = |m: String| ConfigError::at(&d.origin, format!("dataset \"{}\".{field}", d.name), m);
+    let statements =
+        Parser::parse_sql(&PostgreSqlDialect {}, &sql).map_err(|e| err(e.to_string()))?;
+    if statements.len() != 1 {
+        return Err(err("must be exactly one SELECT statement".into()));
+    }
+    let options = datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = lake
+        .context()
+        .sql_with_options(&sql, options)
+        .await
+        .map_err(|e| err(crate::Error::from_datafusion(&e).to_string()))?;
+    let plan = df.into_unoptimized_plan();
+    Ok(DatasetTable {
+        view: ViewTable::new(plan, Some(sql)),
+    })
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The table provider of a dataset: a view over its source that reports itself as a
+/// base table, because that is what a dataset is to a BI tool (psql `\dt`, JDBC
+/// `getTables("TABLE")`).
+#[derive(Debug)]
+pub struct DatasetTable {
+    view: ViewTable,
+}
+
+impl DatasetTable {
+    /// The plan of the dataset's definition, as inlined into queries.
+    pub fn plan(&self) -> &LogicalPlan {
+        self.view.logical_plan()
+    }
+}
+
+#[async_trait]
+impl TableProvider for DatasetTable {
+    fn schema(&self) -> SchemaRef {
+        self.view.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_logical_plan(&'_ self) -> Option<Cow<'_, LogicalPlan>> {
+        self.view.get_logical_plan()
+    }
+
+    fn get_table_definition(&self) -> Option<&str> {
+        self.view.get_table_definition()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        self.view.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.view.scan(state, projection, filters, limit).await
+    }
+}

@@ -1,0 +1,250 @@
+//! One client connection's state: who it is, its settings, its DataFusion context, and
+//! the query it is running.
+//!
+//! Owns executing a [`Prepared`] statement: session commands are answered here without
+//! the engine; queries run in the session's context and stream back as Arrow batches,
+//! stopped by a cancel request or `statement_timeout` at any point of the stream, not only
+//! while planning. Does not own the wire encoding (that is `wire`).
+
+pub mod settings;
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::SessionContext;
+use futures::{Stream, StreamExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Identity;
+use crate::error::Error;
+use crate::plan::{Command, Prepared, TransactionCommand};
+use crate::semantic::Workspace;
+use settings::Settings;
+
+/// A stream of result batches that ends with an error when cancelled or timed out.
+pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, Error>> + Send>>;
+
+/// What executing a statement produced.
+pub enum Outcome {
+    /// Rows, described by `schema` and named `columns` on the wire.
+    Rows {
+        /// Arrow schema of every batch.
+        schema: SchemaRef,
+        /// Column names as PostgreSQL would report them.
+        columns: Vec<String>,
+        /// The batches.
+        batches: BatchStream,
+    },
+    /// A command without rows; the command tag.
+    Done(String),
+    /// A transaction-control command (changes the transaction status reported to the client).
+    Transaction(TransactionCommand),
+}
+
+/// A connected, authenticated session.
+pub struct Session {
+    /// Who is connected, to which workspace.
+    pub identity: Identity,
+    ctx: SessionContext,
+    settings: Arc<Mutex<Settings>>,
+    current: Mutex<CancellationToken>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Start a session of `identity` on `workspace`, with the startup parameters the client sent.
+    pub fn new<'a>(
+        identity: Identity,
+        workspace: &Workspace,
+        default_timeout: Option<Duration>,
+        startup: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Session {
+        let settings = Arc::new(Mutex::new(Settings::new(default_timeout, startup)));
+        let ctx = crate::catalog::session_context(
+            &workspace.state,
+            &identity.user,
+            Arc::clone(&settings),
+        );
+        Session {
+            identity,
+            ctx,
+            settings,
+            current: Mutex::new(CancellationToken::new()),
+        }
+    }
+
+    /// The DataFusion context queries of this session are planned in.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Lock the settings; never held across an await.
+    pub fn settings(&self) -> MutexGuard<'_, Settings> {
+        self.settings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Cancel the running query, if any (a CancelRequest arrived).
+    pub fn cancel(&self) {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cancel();
+    }
+
+    /// Run a prepared statement with bound parameters.
+    ///
+    /// # Errors
+    /// The statement's error with its SQLSTATE; 57014 when cancelled or timed out before
+    /// the first batch.
+    pub async fn execute(
+        &self,
+        prepared: &Prepared,
+        params: ParamValues,
+    ) -> Result<Outcome, Error> {
+        match &prepared.command {
+            Command::Query(_) => self.run_query(prepared, params).await,
+            Command::Set { name, value } => {
+                self.settings().set(name, value)?;
+                Ok(Outcome::Done("SET".into()))
+            }
+            Command::Reset(name) => {
+                match name {
+                    Some(n) => self.settings().reset(n)?,
+                    None => self.settings().reset_all(),
+                }
+                Ok(Outcome::Done("RESET".into()))
+            }
+            Command::Show(name) => self.show(name.as_deref(), &prepared.columns),
+            Command::Transaction(t) => Ok(Outcome::Transaction(*t)),
+            Command::Discard => {
+                self.settings().reset_all();
+                Ok(Outcome::Done("DISCARD ALL".into()))
+            }
+            Command::Deallocate(_) => Ok(Outcome::Done("DEALLOCATE".into())),
+            Command::Write(tag) => Err(Error::ReadOnly(tag.clone())),
+        }
+    }
+
+    fn show(&self, name: Option<&str>, columns: &[String]) -> Result<Outcome, Error> {
+        let rows: Vec<Vec<String>> = match name {
+            Some(n) => vec![vec![self.settings().get(n)?]],
+            None => self
+                .settings()
+                .all()
+                .into_iter()
+                .map(|(n, v, d)| vec![n, v, d])
+                .collect(),
+        };
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| Field::new(c, DataType::Utf8, false))
+                .collect::<Vec<_>>(),
+        ));
+        let arrays: Vec<ArrayRef> = (0..columns.len())
+            .map(|i| {
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r[i].as_str()),
+                )) as ArrayRef
+            })
+            .collect();
+        let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Outcome::Rows {
+            schema,
+            columns: columns.to_vec(),
+            batches: Box::pin(futures::stream::once(async { Ok(batch) })),
+        })
+    }
+
+    async fn run_query(&self, prepared: &Prepared, params: ParamValues) -> Result<Outcome, Error> {
+        let plan = prepared
+            .plan
+            .clone()
+            .ok_or_else(|| Error::Internal("query without a plan".into()))?;
+        let plan = if prepared.param_types.is_empty() {
+            plan
+        } else {
+            plan.with_param_values(params)?
+        };
+        let token = self.start_query();
+        let deadline = self
+            .settings()
+            .statement_timeout()
+            .map(|t| Instant::now() + t);
+        let start = async {
+            let df = self.ctx.execute_logical_plan(plan).await?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let stream = df.execute_stream().await?;
+            Ok::<_, Error>((schema, stream))
+        };
+        let (schema, stream) = guard(start, &token, deadline).await?;
+        Ok(Outcome::Rows {
+            schema,
+            columns: prepared.columns.clone(),
+            batches: guarded_stream(stream, token, deadline),
+        })
+    }
+
+    fn start_query(&self) -> CancellationToken {
+        let token = CancellationToken::new();
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = token.clone();
+        token
+    }
+}
+
+/// Await `fut` unless the query is cancelled or its deadline passes first.
+async fn guard<T>(
+    fut: impl std::future::Future<Output = Result<T, Error>>,
+    token: &CancellationToken,
+    deadline: Option<Instant>,
+) -> Result<T, Error> {
+    let timeout = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = fut => r,
+        () = token.cancelled() => Err(Error::Canceled),
+        () = timeout => Err(Error::Timeout),
+    }
+}
+
+/// Wrap the engine's stream so that every wait for the next batch races the cancel token
+/// and the deadline. Ending the stream drops the engine's stream, which stops the work.
+fn guarded_stream(
+    stream: SendableRecordBatchStream,
+    token: CancellationToken,
+    deadline: Option<Instant>,
+) -> BatchStream {
+    let state = Some((stream, token));
+    Box::pin(futures::stream::unfold(state, move |state| async move {
+        let (mut stream, token) = state?;
+        let next = guard(
+            async { stream.next().await.transpose().map_err(Error::from) },
+            &token,
+            deadline,
+        )
+        .await;
+        match next {
+            Ok(Some(batch)) => Some((Ok(batch), Some((stream, token)))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    }))
+}
