@@ -1,0 +1,68 @@
+//! The simple query protocol: one string, possibly several statements, text results.
+//!
+//! Statements run in order; the first error stops the rest and is reported after the
+//! results of those before it, as PostgreSQL does.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use datafusion::common::ParamValues;
+use futures::Sink;
+use pgwire::api::portal::Format;
+use pgwire::api::query::SimpleQueryHandler;
+use pgwire::api::results::Response;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+
+use super::{encode, Connection};
+use crate::error::Error;
+use crate::plan::prepare;
+
+#[async_trait]
+impl SimpleQueryHandler for Connection {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.session()?;
+        tracing::debug!(user = %session.identity.user, "simple query");
+        let statements = self.shared.parser.parse(query)?;
+        let mut responses = Vec::with_capacity(statements.len());
+        for stmt in statements {
+            match self.run_one(client, stmt).await {
+                Ok(r) => responses.push(r),
+                Err(e) => {
+                    tracing::debug!(code = e.sqlstate().0, error = %e, "statement failed");
+                    responses.push(Response::Error(Box::new(e.error_info())));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+impl Connection {
+    async fn run_one<C>(
+        &self,
+        client: &mut C,
+        stmt: datafusion::sql::sqlparser::ast::Statement,
+    ) -> Result<Response, Error>
+    where
+        C: ClientPortalStore,
+        C::PortalStore: PortalStore,
+    {
+        let session = self.session()?;
+        let prepared = prepare(session.context(), stmt).await?;
+        super::forget_prepared(client.portal_store(), &prepared.command)?;
+        let outcome = session
+            .execute(&prepared, ParamValues::List(Vec::new()))
+            .await?;
+        encode::response(outcome, &Format::UnifiedText)
+    }
+}
