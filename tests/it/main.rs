@@ -1,0 +1,13 @@
+//! The one integration-test binary (linking DataFusion once keeps CI fast).
+//!
+//! Every test starts a real biproxy on an ephemeral port and talks to it over a real
+//! socket with a real client: tokio-postgres, and the `psql` binary for the `\d` family.
+//! Where new tests go: protocol and errors in `wire`, catalog and session commands in
+//! `catalog`, psql in `psql`, cancellation and timeouts in `cancel`, TLS in `tls`.
+
+mod cancel;
+mod catalog;
+mod psql;
+mod support;
+mod tls;
+mod wire;

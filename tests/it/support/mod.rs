@@ -1,0 +1,181 @@
+//! Test fixtures: a real biproxy on an ephemeral port, the demo data generated once per
+//! run, and clients that connect over a real socket.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use biproxy::config::{self, Config};
+use biproxy::server::Server;
+use biproxy::source::lake::demo::{self, DemoSpec};
+use tokio_postgres::{Client, NoTls};
+use tokio_util::sync::CancellationToken;
+
+/// Order rows in the test data: small enough to generate in a second, large enough that
+/// a cross join runs long enough to be cancelled.
+pub(crate) const ORDERS: u64 = 20_000;
+
+/// The demo data for tests, generated once and reused across runs (it is reproducible).
+pub(crate) fn demo_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("biproxy-it-demo-{ORDERS}"));
+        let spec = DemoSpec {
+            orders: ORDERS,
+            ..DemoSpec::default()
+        };
+        demo::ensure(&dir, &spec).expect("generate the test demo data");
+        dir
+    })
+}
+
+/// The built-in demo config, pointed at the test data and an ephemeral port. `extra`
+/// is TOML appended to `[server]`.
+pub(crate) fn demo_config(server_extra: &str) -> Config {
+    let text = config::DEMO_CONFIG
+        .replace("listen = \"127.0.0.1:15432\"", "listen = \"127.0.0.1:0\"")
+        .replace(
+            "statement_timeout = \"0\"",
+            &format!("statement_timeout = \"0\"\n{server_extra}"),
+        )
+        .replace(
+            "path = \"data/demo\"",
+            &format!("path = {:?}", demo_dir().display().to_string()),
+        )
+        .lines()
+        .filter(|l| !l.starts_with("demo = {"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    config::parse(&text, "test.toml", Path::new(".")).expect("test config is valid")
+}
+
+/// A biproxy serving on 127.0.0.1 with an ephemeral port; stops when dropped.
+pub(crate) struct TestServer {
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl TestServer {
+    /// Start the demo workspace over the test data.
+    pub(crate) async fn start() -> TestServer {
+        TestServer::with_config(demo_config("")).await
+    }
+
+    /// Start with a given config, on its own multi-threaded runtime as in production, so
+    /// the engine's work never competes with the test's client for one thread.
+    pub(crate) async fn with_config(config: Config) -> TestServer {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("server runtime");
+            runtime.block_on(async move {
+                let server = Server::bind(config).await.expect("server starts");
+                let addr = server.local_addr().expect("bound address");
+                let stop = server.shutdown_token();
+                let _ = tx.send((addr, stop));
+                server.run().await;
+            });
+        });
+        let (addr, stop) = rx.await.expect("server thread reports its address");
+        TestServer { addr, stop }
+    }
+
+    /// A libpq-style connection string.
+    pub(crate) fn conn_str(&self, user: &str, password: &str, db: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname={db}",
+            self.addr.port()
+        )
+    }
+
+    /// Connect as a demo user (password = name) to `demo`.
+    pub(crate) async fn connect(&self, user: &str) -> Client {
+        self.try_connect(user, user, "demo")
+            .await
+            .unwrap_or_else(|e| panic!("connect as {user}: {e}"))
+    }
+
+    /// Connect, returning the error if the server refuses.
+    pub(crate) async fn try_connect(
+        &self,
+        user: &str,
+        password: &str,
+        db: &str,
+    ) -> Result<Client, tokio_postgres::Error> {
+        let (client, conn) =
+            tokio_postgres::connect(&self.conn_str(user, password, db), NoTls).await?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The SQLSTATE of a failed statement or login, panicking with the error otherwise.
+pub(crate) fn sqlstate(err: &tokio_postgres::Error) -> String {
+    err.code()
+        .unwrap_or_else(|| panic!("expected a server error with a SQLSTATE, got: {err:?}"))
+        .code()
+        .to_owned()
+}
+
+/// Run `sql` directly on the raw Parquet files with DataFusion, bypassing biproxy, to
+/// compute expected results independently. Returns text rows.
+pub(crate) async fn direct(sql: &str) -> Vec<Vec<String>> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    use datafusion::prelude::{ParquetReadOptions, SessionContext};
+    let ctx = SessionContext::new();
+    for table in demo::TABLES {
+        let path = format!("{}/{table}/", demo_dir().display());
+        ctx.register_parquet(table, &path, ParquetReadOptions::default())
+            .await
+            .expect("register raw table");
+    }
+    let batches = ctx
+        .sql(sql)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("run");
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+            .collect();
+        for r in 0..batch.num_rows() {
+            rows.push(formatters.iter().map(|f| f.value(r).to_string()).collect());
+        }
+    }
+    rows
+}
+
+/// Text rows of a simple query through biproxy (NULL as "NULL").
+pub(crate) async fn rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("NULL").to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,233 @@
+//! The query path and its errors, over the simple and extended protocols.
+
+use std::io::{Read, Write};
+
+use chrono::{NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+use crate::support::{direct, rows, sqlstate, TestServer, ORDERS};
+
+#[tokio::test]
+async fn count_of_sales_is_the_number_of_generated_orders() {
+    let server = TestServer::start().await;
+    let client = server.connect("alice").await;
+    assert_eq!(
+        rows(&client, "SELECT count(*) FROM sales").await,
+        vec![vec![ORDERS.to_string()]]
+    );
+}
+
+#[tokio::test]
+async fn aggregate_by_region_matches_the_raw_files() {
+    let server = TestServer::start().await;
+    let client = server.connect("alice").await;
+    let got = rows(
+        &client,
+        "SELECT region, count(*), sum(quantity) FROM sales GROUP BY region ORDER BY region",
+    )
+    .await;
+    let want = direct(
+        "SELECT c.region, count(*), sum(o.quantity) FROM orders o JOIN customers c \
+         ON o.customer_id = c.customer_id GROUP BY c.region ORDER BY c.region",
+    )
+    .await;
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 5, "five regions: {got:?}");
+}
+
+#[tokio::test]
+async fn extended_protocol_binds_parameters_and_returns_binary_values() {
+    let server = TestServer::start().await;
+    let client = server.connect("carol").await;
+    let stmt = client
+        .prepare(
+            "SELECT order_id, order_date, order_ts, city, amount, discount, quantity \
+                  FROM sales WHERE order_id = $1",
+        )
+        .await
+        .unwrap();
+    let want = direct(
+        "SELECT o.order_id, o.order_date, c.city, o.amount, o.quantity FROM orders o \
+         JOIN customers c ON o.customer_id = c.customer_id WHERE o.order_id = 42",
+    )
+    .await;
+    let row = client.query_one(&stmt, &[&42i64]).await.unwrap();
+    let order_id: i64 = row.get(0);
+    let date: NaiveDate = row.get(1);
+    let _ts: chrono::DateTime<Utc> = row.get(2);
+    let city: String = row.get(3);
+    let amount: Decimal = row.get(4);
+    let _discount: Option<f64> = row.get(5);
+    let quantity: i32 = row.get(6);
+    assert_eq!(
+        vec![
+            order_id.to_string(),
+            date.to_string(),
+            city,
+            amount.to_string(),
+            quantity.to_string()
+        ],
+        want[0]
+    );
+    // The same statement, executed again with another value, is not re-planned.
+    let row = client.query_one(&stmt, &[&7i64]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 7);
+}
+
+#[tokio::test]
+async fn text_parameters_and_nulls_round_trip() {
+    let server = TestServer::start().await;
+    let client = server.connect("alice").await;
+    let row = client
+        .query_one(
+            "SELECT $1::text AS t, NULL::int AS n, 1.5::double precision AS f, true AS b",
+            &[&"上海"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "上海");
+    assert_eq!(row.get::<_, Option<i32>>(1), None);
+    assert_eq!(row.get::<_, f64>(2), 1.5);
+    assert!(row.get::<_, bool>(3));
+}
+
+#[tokio::test]
+async fn chinese_text_round_trips_in_filters_and_results() {
+    let server = TestServer::start().await;
+    let client = server.connect("alice").await;
+    let got = rows(
+        &client,
+        "SELECT DISTINCT province FROM sales WHERE city = '南京'",
+    )
+    .await;
+    assert_eq!(got, vec![vec!["江苏".to_owned()]]);
+}
+
+#[tokio::test]
+async fn wrong_password_is_28p01_and_unknown_workspace_3d000() {
+    let server = TestServer::start().await;
+    let err = server
+        .try_connect("alice", "wrong", "demo")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "28P01");
+    let err = server
+        .try_connect("nobody", "nobody", "demo")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "28P01");
+    let err = server
+        .try_connect("alice", "alice", "nope")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "3D000");
+    assert_eq!(
+        err.as_db_error().unwrap().message(),
+        "database \"nope\" does not exist"
+    );
+}
+
+#[tokio::test]
+async fn sql_errors_carry_their_sqlstate() {
+    let server = TestServer::start().await;
+    let client = server.connect("alice").await;
+    for (sql, code) in [
+        ("SELEC 1", "42601"),
+        ("SELECT * FROM no_such_table", "42P01"),
+        ("SELECT no_such_column FROM sales", "42703"),
+        ("INSERT INTO sales (order_id) VALUES (1)", "25006"),
+        ("UPDATE sales SET quantity = 0", "25006"),
+        ("DELETE FROM sales", "25006"),
+        ("CREATE TABLE t (a int)", "25006"),
+        ("DROP TABLE sales", "25006"),
+        ("SET nonsense = 1", "42704"),
+        ("SET datafusion.execution.batch_size = 1", "42501"),
+    ] {
+        let err = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&err), code, "{sql}: {err:?}");
+    }
+    let err = client.simple_query("DELETE FROM sales").await.unwrap_err();
+    assert!(err.as_db_error().unwrap().message().contains("read-only"));
+    // The session survives every error.
+    assert_eq!(rows(&client, "SELECT 1").await, vec![vec!["1".to_owned()]]);
+}
+
+#[tokio::test]
+async fn raw_source_tables_are_not_reachable() {
+    let server = TestServer::start().await;
+    let client = server.connect("carol").await;
+    let err = client
+        .simple_query("SELECT count(*) FROM orders")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42P01");
+}
+
+#[tokio::test]
+async fn several_statements_in_one_query_stop_at_the_first_error() {
+    let server = TestServer::start().await;
+    let client = server.connect("alice").await;
+    let err = client
+        .simple_query("SELECT 1; SELECT * FROM nope; SELECT 3")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42P01");
+    assert_eq!(
+        rows(&client, "SELECT 1; SELECT 2").await,
+        vec![vec!["1".to_owned()], vec!["2".to_owned()]]
+    );
+}
+
+#[tokio::test]
+async fn garbage_bytes_close_that_connection_only() {
+    let server = TestServer::start().await;
+    let healthy = server.connect("bob").await;
+    let addr = server.addr;
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        // A startup packet claiming a 1 GiB length, then noise.
+        s.write_all(&[0x40, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef])
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        buf
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        reply.first(),
+        Some(&b'E'),
+        "an ErrorResponse before closing: {reply:?}"
+    );
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.contains("08P01"), "{text}");
+    // The other session, and new ones, are unaffected.
+    assert_eq!(rows(&healthy, "SELECT 2").await, vec![vec!["2".to_owned()]]);
+    let fresh = server.connect("alice").await;
+    assert_eq!(rows(&fresh, "SELECT 3").await, vec![vec!["3".to_owned()]]);
+}
+
+#[tokio::test]
+async fn unsupported_protocol_version_is_refused_with_an_error() {
+    let server = TestServer::start().await;
+    let client = server.connect("alice").await;
+    let addr = server.addr;
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        // A valid-length startup packet with protocol 1234.5678: unsupported.
+        let mut startup = vec![0, 0, 0, 8];
+        startup.extend_from_slice(&[0x04, 0xd2, 0x16, 0x2e]);
+        s.write_all(&startup).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        buf
+    })
+    .await
+    .unwrap();
+    assert_eq!(reply.first(), Some(&b'E'), "{reply:?}");
+    assert_eq!(rows(&client, "SELECT 4").await, vec![vec!["4".to_owned()]]);
+}
