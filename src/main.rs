@@ -161,6 +161,7 @@ async fn wait_for_signal() {
 
 #[allow(clippy::print_stdout)]
 fn check(path: &Path) -> ExitCode {
+    init_logging();
     let config = match config::load(path) {
         Ok(c) => c,
         Err(errors) => {

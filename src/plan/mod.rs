@@ -62,17 +62,30 @@ const CLIENT_QUIRKS: &[(&str, &str)] = &[
         "pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ')",
         "''",
     ),
+    // pgJDBC `DatabaseMetaData.getTypeInfo`: a correlated scalar subquery used as a
+    // boolean, which the engine cannot plan; the EXISTS form selects the same types.
+    (
+        "(SELECT c.relkind = 'c' FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid)",
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')",
+    ),
+    // pgJDBC type cache: compares the `regproc` column `typinput` with a regproc literal;
+    // the catalog stores regproc columns as the function's name.
+    ("typinput='pg_catalog.array_in'::regproc", "typinput='array_in'"),
 ];
 
+/// Apply [`CLIENT_QUIRKS`]; only catalog queries are searched, so ordinary queries pay
+/// one substring check.
 fn without_client_quirks(sql: &str) -> std::borrow::Cow<'_, str> {
-    if !sql.contains("array(select") {
+    if !sql.contains("pg_catalog") {
         return std::borrow::Cow::Borrowed(sql);
     }
-    let mut out = sql.to_owned();
+    let mut out = std::borrow::Cow::Borrowed(sql);
     for (from, to) in CLIENT_QUIRKS {
-        out = out.replace(from, to);
+        if out.contains(from) {
+            out = std::borrow::Cow::Owned(out.replace(from, to));
+        }
     }
-    std::borrow::Cow::Owned(out)
+    out
 }
 
 /// A statement ready to execute: classified, and for queries, planned.

@@ -7,6 +7,7 @@
 
 mod cancel;
 mod catalog;
+mod jdbc;
 mod psql;
 mod support;
 mod tls;

@@ -92,6 +92,52 @@ async fn text_parameters_and_nulls_round_trip() {
 }
 
 #[tokio::test]
+async fn common_types_in_binary_and_text_formats() {
+    let server = TestServer::start().await;
+    let client = server.connect("alice").await;
+    let sql = "SELECT true AS b, 1::smallint AS i2, 2::int AS i4, 3::bigint AS i8, \
+               1.5::real AS f4, 2.25::double precision AS f8, 1234.56::numeric(10,2) AS n, \
+               'ab'::varchar AS v, DATE '2024-01-02' AS d, \
+               TIMESTAMP '2024-01-02 03:04:05.25' AS ts, decode('0102ff', 'hex') AS by";
+    // Binary (extended protocol).
+    let row = client.query_one(sql, &[]).await.unwrap();
+    assert!(row.get::<_, bool>("b"));
+    assert_eq!(row.get::<_, i16>("i2"), 1);
+    assert_eq!(row.get::<_, i32>("i4"), 2);
+    assert_eq!(row.get::<_, i64>("i8"), 3);
+    assert_eq!(row.get::<_, f32>("f4"), 1.5);
+    assert_eq!(row.get::<_, f64>("f8"), 2.25);
+    assert_eq!(row.get::<_, Decimal>("n"), Decimal::new(123456, 2));
+    assert_eq!(row.get::<_, String>("v"), "ab");
+    assert_eq!(
+        row.get::<_, NaiveDate>("d"),
+        NaiveDate::from_ymd_opt(2024, 1, 2).unwrap()
+    );
+    assert_eq!(
+        row.get::<_, chrono::NaiveDateTime>("ts").to_string(),
+        "2024-01-02 03:04:05.250"
+    );
+    assert_eq!(row.get::<_, Vec<u8>>("by"), vec![1, 2, 255]);
+    // Text (simple protocol).
+    let text = rows(&client, sql).await;
+    assert_eq!(
+        text[0][..9],
+        [
+            "t",
+            "1",
+            "2",
+            "3",
+            "1.5",
+            "2.25",
+            "1234.56",
+            "ab",
+            "2024-01-02"
+        ]
+    );
+    assert_eq!(text[0][10], "\\x0102ff");
+}
+
+#[tokio::test]
 async fn chinese_text_round_trips_in_filters_and_results() {
     let server = TestServer::start().await;
     let client = server.connect("alice").await;
