@@ -108,15 +108,8 @@ fn serve(args: &ServeArgs) -> ExitCode {
             spec.orders = orders;
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("biproxy: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async {
         let server = match Server::bind(config).await {
@@ -136,6 +129,14 @@ fn serve(args: &ServeArgs) -> ExitCode {
         server.run().await;
         ExitCode::SUCCESS
     })
+}
+
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("biproxy: cannot start the runtime: {e}"))
+        .ok()
 }
 
 async fn wait_for_signal() {
@@ -170,15 +171,8 @@ fn check(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("biproxy: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(biproxy::semantic::build(&config, false)) {
         Ok(_) => {

@@ -13,6 +13,7 @@ use pgwire::api::cancel::CancelHandler;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
 
+use crate::auth::constant_time_eq;
 use crate::session::Session;
 
 type Entries = HashMap<i32, (Bytes, Weak<Session>)>;
@@ -70,10 +71,6 @@ impl Registry {
             }
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[async_trait]

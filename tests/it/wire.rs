@@ -75,6 +75,36 @@ async fn extended_protocol_binds_parameters_and_returns_binary_values() {
 }
 
 #[tokio::test]
+async fn named_portals_fetch_in_pages() {
+    let server = TestServer::start().await;
+    let mut client = server.connect("alice").await;
+    let tx = client.transaction().await.unwrap();
+    let portal = tx
+        .bind(
+            "SELECT order_id FROM sales WHERE order_id <= $1 ORDER BY order_id",
+            &[&7i64],
+        )
+        .await
+        .unwrap();
+    let mut pages = Vec::new();
+    loop {
+        let page: Vec<i64> = tx
+            .query_portal(&portal, 3)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if page.is_empty() {
+            break;
+        }
+        pages.push(page);
+    }
+    assert_eq!(pages, vec![vec![1, 2, 3], vec![4, 5, 6], vec![7]]);
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
 async fn text_parameters_and_nulls_round_trip() {
     let server = TestServer::start().await;
     let client = server.connect("alice").await;
