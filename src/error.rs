@@ -22,6 +22,8 @@ impl SqlState {
     pub const UNDEFINED_COLUMN: SqlState = SqlState("42703");
     /// `42883`: a function that does not exist.
     pub const UNDEFINED_FUNCTION: SqlState = SqlState("42883");
+    /// `42702`: a name that more than one relation of the query defines.
+    pub const AMBIGUOUS_COLUMN: SqlState = SqlState("42702");
     /// `42704`: an unknown object such as a configuration parameter.
     pub const UNDEFINED_OBJECT: SqlState = SqlState("42704");
     /// `42804`: an expression of the wrong type.
@@ -71,6 +73,9 @@ pub enum Error {
     /// A function that does not exist.
     #[error("{0}")]
     UndefinedFunction(String),
+    /// A name more than one relation of the query defines.
+    #[error("{0}")]
+    AmbiguousColumn(String),
     /// An unknown configuration parameter in SET/SHOW.
     #[error("unrecognized configuration parameter \"{0}\"")]
     UnknownSetting(String),
@@ -117,6 +122,7 @@ impl Error {
             Error::UndefinedTable(_) => SqlState::UNDEFINED_TABLE,
             Error::UndefinedColumn(_) => SqlState::UNDEFINED_COLUMN,
             Error::UndefinedFunction(_) => SqlState::UNDEFINED_FUNCTION,
+            Error::AmbiguousColumn(_) => SqlState::AMBIGUOUS_COLUMN,
             Error::UnknownSetting(_) => SqlState::UNDEFINED_OBJECT,
             Error::InvalidValue(_) => SqlState::INVALID_PARAMETER_VALUE,
             Error::TypeMismatch(_) => SqlState::DATATYPE_MISMATCH,

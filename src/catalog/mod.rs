@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::catalog::TableProvider;
+use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::SessionState;
@@ -23,6 +23,9 @@ use crate::session::settings::{Settings, SERVER_VERSION};
 /// The schema that holds a workspace's datasets.
 pub const DATASET_SCHEMA: &str = "public";
 
+/// The schema that describes the model in SQL (datasets, columns, measures).
+pub const MODEL_SCHEMA: &str = "biproxy";
+
 /// Build the template state of one workspace: its datasets in `public`, plus
 /// `pg_catalog`, `information_schema` and the session-independent functions.
 ///
@@ -31,6 +34,7 @@ pub const DATASET_SCHEMA: &str = "public";
 pub fn workspace_state(
     workspace: &str,
     datasets: &[(String, Arc<dyn TableProvider>)],
+    model: Arc<dyn SchemaProvider>,
 ) -> DfResult<SessionState> {
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(workspace, DATASET_SCHEMA)
@@ -39,6 +43,9 @@ pub fn workspace_state(
     let ctx = SessionContext::new_with_config(config);
     for (name, provider) in datasets {
         ctx.register_table(name.as_str(), Arc::clone(provider))?;
+    }
+    if let Some(catalog) = ctx.catalog(workspace) {
+        catalog.register_schema(MODEL_SCHEMA, model)?;
     }
     setup_pg_catalog(&ctx, workspace, EmptyContextProvider).map_err(|e| *e)?;
     ctx.register_udf(version_udf());

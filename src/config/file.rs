@@ -111,6 +111,44 @@ pub struct DatasetSection {
     pub table: Option<Spanned<String>>,
     /// ...or the result of this SQL query on the source.
     pub sql: Option<Spanned<String>>,
+    /// `[[dataset.measure]]`: named aggregates, used as `MEASURE(name)`.
+    #[serde(default, rename = "measure")]
+    pub measures: Vec<MeasureSection>,
+    /// `[[dataset.column]]`: labels and descriptions of the dataset's columns.
+    #[serde(default, rename = "column")]
+    pub columns: Vec<ColumnSection>,
+}
+
+/// `[[dataset.measure]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasureSection {
+    /// Name used in `MEASURE(name)`.
+    pub name: Spanned<String>,
+    /// `sum`, `count`, `count_distinct`, `avg`, `min` or `max`.
+    pub agg: Spanned<String>,
+    /// The column aggregated; optional only for `count` (which then counts rows).
+    pub column: Option<Spanned<String>>,
+    /// Shown to people and tools.
+    #[serde(default)]
+    pub description: String,
+    /// Display name.
+    #[serde(default)]
+    pub label: String,
+}
+
+/// `[[dataset.column]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSection {
+    /// A column of the dataset.
+    pub name: Spanned<String>,
+    /// Shown to people and tools.
+    #[serde(default)]
+    pub description: String,
+    /// Display name.
+    #[serde(default)]
+    pub label: String,
 }
 
 /// `[[user]]`.

@@ -109,7 +109,85 @@ pub struct DatasetConfig {
     pub description: String,
     /// What the dataset is.
     pub query: DatasetQuery,
+    /// Named aggregates.
+    pub measures: Vec<MeasureConfig>,
+    /// Column labels and descriptions.
+    pub columns: Vec<ColumnDoc>,
     /// Where it was declared, for errors found when its SQL is planned.
+    pub origin: Origin,
+}
+
+/// A measure: a named aggregate of one column of its dataset.
+#[derive(Debug, Clone)]
+pub struct MeasureConfig {
+    /// Name used in `MEASURE(name)`.
+    pub name: String,
+    /// How rows are aggregated.
+    pub agg: Aggregation,
+    /// The column aggregated; `None` counts rows.
+    pub column: Option<String>,
+    /// Description for tools.
+    pub description: String,
+    /// Display name.
+    pub label: String,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
+/// The aggregations a measure can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregation {
+    /// `sum(column)`.
+    Sum,
+    /// `count(column)`, or `count(*)` without a column.
+    Count,
+    /// `count(DISTINCT column)`: never re-aggregated from partial results.
+    CountDistinct,
+    /// `avg(column)`.
+    Avg,
+    /// `min(column)`.
+    Min,
+    /// `max(column)`.
+    Max,
+}
+
+impl Aggregation {
+    /// Parse the config spelling.
+    pub fn parse(text: &str) -> Option<Aggregation> {
+        Some(match text {
+            "sum" => Aggregation::Sum,
+            "count" => Aggregation::Count,
+            "count_distinct" => Aggregation::CountDistinct,
+            "avg" => Aggregation::Avg,
+            "min" => Aggregation::Min,
+            "max" => Aggregation::Max,
+            _ => return None,
+        })
+    }
+
+    /// The config spelling, as listed in `biproxy.measures`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Aggregation::Sum => "sum",
+            Aggregation::Count => "count",
+            Aggregation::CountDistinct => "count_distinct",
+            Aggregation::Avg => "avg",
+            Aggregation::Min => "min",
+            Aggregation::Max => "max",
+        }
+    }
+}
+
+/// A column's label and description.
+#[derive(Debug, Clone)]
+pub struct ColumnDoc {
+    /// Column name.
+    pub name: String,
+    /// Description for tools.
+    pub description: String,
+    /// Display name.
+    pub label: String,
+    /// Where it was declared.
     pub origin: Origin,
 }
 
@@ -523,13 +601,68 @@ impl Resolver<'_> {
                     continue;
                 }
             };
+            let measures = self.measures(&d.measures, i);
+            let columns = d
+                .columns
+                .iter()
+                .map(|c| ColumnDoc {
+                    name: c.name.get_ref().to_lowercase(),
+                    description: c.description.clone(),
+                    label: c.label.clone(),
+                    origin: self.origin(&c.name),
+                })
+                .collect();
             out.push(DatasetConfig {
                 origin: self.origin(&d.name),
+                measures,
+                columns,
                 workspace: d.workspace.into_inner(),
                 name: d.name.into_inner(),
                 source: d.source.into_inner(),
                 description: d.description,
                 query,
+            });
+        }
+        out
+    }
+}
+
+impl Resolver<'_> {
+    fn measures(&mut self, ms: &[file::MeasureSection], dataset: usize) -> Vec<MeasureConfig> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (j, m) in ms.iter().enumerate() {
+            let field = format!("dataset[{dataset}].measure[{j}]");
+            if !seen.insert(m.name.get_ref().to_lowercase()) {
+                self.error(
+                    &m.name,
+                    format!("{field}.name"),
+                    format!("duplicate measure \"{}\"", m.name.get_ref()),
+                );
+            }
+            let Some(agg) = Aggregation::parse(m.agg.get_ref()) else {
+                self.error(
+                    &m.agg,
+                    format!("{field}.agg"),
+                    format!("unknown aggregation \"{}\"; use sum, count, count_distinct, avg, min or max", m.agg.get_ref()),
+                );
+                continue;
+            };
+            if m.column.is_none() && agg != Aggregation::Count {
+                self.error(
+                    &m.name,
+                    format!("{field}.column"),
+                    format!("`{}` needs a column", agg.name()),
+                );
+                continue;
+            }
+            out.push(MeasureConfig {
+                name: m.name.get_ref().to_lowercase(),
+                agg,
+                column: m.column.as_ref().map(|c| c.get_ref().to_lowercase()),
+                description: m.description.clone(),
+                label: m.label.clone(),
+                origin: self.origin(m.column.as_ref().unwrap_or(&m.name)),
             });
         }
         out

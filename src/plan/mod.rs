@@ -105,8 +105,15 @@ pub struct Prepared {
 ///
 /// # Errors
 /// The classification or planning error, mapped to its SQLSTATE.
-pub async fn prepare(ctx: &SessionContext, stmt: Statement) -> Result<Prepared, Error> {
-    let command = classify::classify(stmt)?;
+pub async fn prepare(
+    ctx: &SessionContext,
+    datasets: &[crate::semantic::Dataset],
+    stmt: Statement,
+) -> Result<Prepared, Error> {
+    let mut command = classify::classify(stmt)?;
+    if let Command::Query(stmt) = &mut command {
+        crate::semantic::measure::expand(stmt, datasets)?;
+    }
     let Command::Query(stmt) = &command else {
         return Ok(Prepared {
             columns: local_columns(&command),

@@ -20,8 +20,13 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::config::{Config, ConfigError, DatasetConfig, DatasetQuery, SourceKind};
+use crate::config::{
+    ColumnDoc, Config, ConfigError, DatasetConfig, DatasetQuery, MeasureConfig, SourceKind,
+};
 use crate::source::lake::{demo, Lake, LakeError};
+
+pub mod measure;
+pub mod metadata;
 
 /// A dataset as clients see it.
 #[derive(Debug, Clone)]
@@ -32,6 +37,10 @@ pub struct Dataset {
     pub description: String,
     /// The provider registered in the workspace catalog.
     pub table: Arc<DatasetTable>,
+    /// Named aggregates, used as `MEASURE(name)`.
+    pub measures: Vec<MeasureConfig>,
+    /// Column labels and descriptions.
+    pub columns: Vec<ColumnDoc>,
 }
 
 /// A workspace: its datasets and the template state sessions start from.
@@ -121,11 +130,19 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
                 continue;
             };
             match plan_dataset(d, lake).await {
-                Ok(table) => datasets.push(Dataset {
-                    name: d.name.to_lowercase(),
-                    description: d.description.clone(),
-                    table: Arc::new(table),
-                }),
+                Ok(table) => {
+                    let found = check_columns(d, &table.schema());
+                    if found.is_empty() {
+                        datasets.push(Dataset {
+                            name: d.name.to_lowercase(),
+                            description: d.description.clone(),
+                            table: Arc::new(table),
+                            measures: d.measures.clone(),
+                            columns: d.columns.clone(),
+                        });
+                    }
+                    errors.extend(found);
+                }
                 Err(e) => errors.push(e),
             }
         }
@@ -138,7 +155,8 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
                 )
             })
             .collect();
-        let state = crate::catalog::workspace_state(&ws.name, &providers)
+        let state = metadata::schema(&datasets)
+            .and_then(|meta| crate::catalog::workspace_state(&ws.name, &providers, meta))
             .map_err(|e| ModelError::Catalog(ws.name.clone(), e))?;
         workspaces.insert(
             ws.name.clone(),
@@ -197,7 +215,45 @@ async fn plan_dataset(d: &DatasetConfig, lake: &Lake) -> Result<DatasetTable, Co
     })
 }
 
-fn quote_ident(name: &str) -> String {
+/// Every measure column and documented column must exist in the dataset.
+fn check_columns(d: &DatasetConfig, schema: &SchemaRef) -> Vec<ConfigError> {
+    let has = |c: &str| schema.fields().iter().any(|f| f.name() == c);
+    let known = || {
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let measures = d.measures.iter().filter_map(|m| {
+        let column = m.column.as_deref().filter(|c| !has(c))?;
+        Some(ConfigError::at(
+            &m.origin,
+            format!("dataset \"{}\".measure \"{}\".column", d.name, m.name),
+            format!(
+                "dataset \"{}\" has no column \"{column}\"; it has: {}",
+                d.name,
+                known()
+            ),
+        ))
+    });
+    let columns = d.columns.iter().filter(|c| !has(&c.name)).map(|c| {
+        ConfigError::at(
+            &c.origin,
+            format!("dataset \"{}\".column.name", d.name),
+            format!(
+                "dataset \"{}\" has no column \"{}\"; it has: {}",
+                d.name,
+                c.name,
+                known()
+            ),
+        )
+    });
+    measures.chain(columns).collect()
+}
+
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -51,6 +51,7 @@ pub enum Outcome {
 pub struct Session {
     /// Who is connected, to which workspace.
     pub identity: Identity,
+    workspace: Arc<Workspace>,
     ctx: SessionContext,
     settings: Arc<Mutex<Settings>>,
     current: Mutex<CancellationToken>,
@@ -68,7 +69,7 @@ impl Session {
     /// Start a session of `identity` on `workspace`, with the startup parameters the client sent.
     pub fn new<'a>(
         identity: Identity,
-        workspace: &Workspace,
+        workspace: Arc<Workspace>,
         default_timeout: Option<Duration>,
         startup: impl IntoIterator<Item = (&'a String, &'a String)>,
     ) -> Session {
@@ -80,6 +81,7 @@ impl Session {
         );
         Session {
             identity,
+            workspace,
             ctx,
             settings,
             current: Mutex::new(CancellationToken::new()),
@@ -89,6 +91,11 @@ impl Session {
     /// The DataFusion context queries of this session are planned in.
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// The datasets of the session's workspace.
+    pub fn datasets(&self) -> &[crate::semantic::Dataset] {
+        &self.workspace.datasets
     }
 
     /// Lock the settings; never held across an await.

@@ -67,7 +67,9 @@ impl QueryParser for StatementParser {
         let Some(stmt) = statements.pop() else {
             return Ok(None);
         };
-        Ok(Some(Arc::new(prepare(session.context(), stmt).await?)))
+        Ok(Some(Arc::new(
+            prepare(session.context(), session.datasets(), stmt).await?,
+        )))
     }
 
     fn get_parameter_types(&self, stmt: &Arc<Prepared>) -> PgWireResult<Vec<Type>> {

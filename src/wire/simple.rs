@@ -58,7 +58,7 @@ impl Connection {
         C::PortalStore: PortalStore,
     {
         let session = self.session()?;
-        let prepared = prepare(session.context(), stmt).await?;
+        let prepared = prepare(session.context(), session.datasets(), stmt).await?;
         super::forget_prepared(client.portal_store(), &prepared.command)?;
         let outcome = session
             .execute(&prepared, ParamValues::List(Vec::new()))

@@ -233,7 +233,7 @@ impl Connection {
         tracing::info!(user = %identity.user, workspace = %identity.workspace, peer = %client.socket_addr(), tls = client.is_secure(), "session started");
         let session = Arc::new(Session::new(
             identity,
-            &workspace,
+            workspace,
             self.shared.server.statement_timeout,
             client.metadata().iter(),
         ));

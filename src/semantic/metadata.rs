@@ -1,0 +1,115 @@
+//! The model described in SQL: the `biproxy` schema, so a tool or a person can discover
+//! datasets, their columns and measures with a query. Its tables are views (`\dv biproxy.*`).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::TableProvider;
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::datasource::{provider_as_source, MemTable, ViewTable};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::LogicalPlanBuilder;
+
+use super::Dataset;
+
+/// Build the `biproxy` schema of a workspace: `datasets`, `columns`, `measures`.
+///
+/// # Errors
+/// Only if a table cannot be assembled (a bug).
+pub fn schema(datasets: &[Dataset]) -> DfResult<Arc<dyn SchemaProvider>> {
+    let schema = MemorySchemaProvider::new();
+    let dataset_rows: Vec<Vec<String>> = datasets
+        .iter()
+        .map(|d| vec![d.name.clone(), d.description.clone()])
+        .collect();
+    schema.register_table(
+        "datasets".into(),
+        text_table(&["dataset", "description"], &dataset_rows)?,
+    )?;
+    schema.register_table(
+        "columns".into(),
+        text_table(
+            &[
+                "dataset",
+                "column_name",
+                "data_type",
+                "label",
+                "description",
+            ],
+            &column_rows(datasets),
+        )?,
+    )?;
+    schema.register_table(
+        "measures".into(),
+        text_table(
+            &[
+                "dataset",
+                "measure",
+                "aggregation",
+                "column_name",
+                "label",
+                "description",
+            ],
+            &measure_rows(datasets),
+        )?,
+    )?;
+    Ok(Arc::new(schema))
+}
+
+fn column_rows(datasets: &[Dataset]) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for d in datasets {
+        for f in d.table.schema().fields() {
+            let doc = d.columns.iter().find(|c| &c.name == f.name());
+            rows.push(vec![
+                d.name.clone(),
+                f.name().clone(),
+                arrow_pg::datatypes::into_pg_type(f.data_type())
+                    .map_or_else(|_| f.data_type().to_string(), |t| t.name().to_owned()),
+                doc.map(|c| c.label.clone()).unwrap_or_default(),
+                doc.map(|c| c.description.clone()).unwrap_or_default(),
+            ]);
+        }
+    }
+    rows
+}
+
+fn measure_rows(datasets: &[Dataset]) -> Vec<Vec<String>> {
+    datasets
+        .iter()
+        .flat_map(|d| {
+            d.measures.iter().map(|m| {
+                vec![
+                    d.name.clone(),
+                    m.name.clone(),
+                    m.agg.name().to_owned(),
+                    m.column.clone().unwrap_or_default(),
+                    m.label.clone(),
+                    m.description.clone(),
+                ]
+            })
+        })
+        .collect()
+}
+
+fn text_table(columns: &[&str], rows: &[Vec<String>]) -> DfResult<Arc<dyn TableProvider>> {
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(*c, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ));
+    let arrays: Vec<ArrayRef> = (0..columns.len())
+        .map(|i| {
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r[i].as_str()),
+            )) as ArrayRef
+        })
+        .collect();
+    let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)?;
+    let table = Arc::new(MemTable::try_new(schema, vec![vec![batch]])?);
+    // Shown as views, like PostgreSQL's information_schema: `\dt` lists the datasets only.
+    let plan = LogicalPlanBuilder::scan("model", provider_as_source(table), None)?.build()?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
+}
