@@ -117,6 +117,25 @@ pub struct DatasetSection {
     /// `[[dataset.column]]`: labels and descriptions of the dataset's columns.
     #[serde(default, rename = "column")]
     pub columns: Vec<ColumnSection>,
+    /// `[[dataset.field]]`: calculated fields, new columns computed by SQL expressions.
+    #[serde(default, rename = "field")]
+    pub fields: Vec<FieldSection>,
+}
+
+/// `[[dataset.field]]`: a calculated field (计算字段).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSection {
+    /// Column name of the field.
+    pub name: Spanned<String>,
+    /// SQL expression over the dataset's columns and other fields.
+    pub expr: Spanned<String>,
+    /// Shown to people and tools.
+    #[serde(default)]
+    pub description: String,
+    /// Display name.
+    #[serde(default)]
+    pub label: String,
 }
 
 /// `[[dataset.measure]]`.
@@ -125,8 +144,10 @@ pub struct DatasetSection {
 pub struct MeasureSection {
     /// Name used in `MEASURE(name)`.
     pub name: Spanned<String>,
-    /// `sum`, `count`, `count_distinct`, `avg`, `min` or `max`.
-    pub agg: Spanned<String>,
+    /// `sum`, `count`, `count_distinct`, `avg`, `min` or `max`...
+    pub agg: Option<Spanned<String>>,
+    /// ...or an expression over other measures, e.g. `MEASURE(profit) / MEASURE(revenue)`.
+    pub expr: Option<Spanned<String>>,
     /// The column aggregated; optional only for `count` (which then counts rows).
     pub column: Option<Spanned<String>>,
     /// Shown to people and tools.

@@ -113,7 +113,25 @@ pub struct DatasetConfig {
     pub measures: Vec<MeasureConfig>,
     /// Column labels and descriptions.
     pub columns: Vec<ColumnDoc>,
+    /// Calculated fields, in declaration order.
+    pub fields: Vec<FieldConfig>,
     /// Where it was declared, for errors found when its SQL is planned.
+    pub origin: Origin,
+}
+
+/// A calculated field: a column computed by a SQL expression over the dataset's columns
+/// and other fields.
+#[derive(Debug, Clone)]
+pub struct FieldConfig {
+    /// Column name.
+    pub name: String,
+    /// The SQL expression.
+    pub expr: String,
+    /// Description for tools.
+    pub description: String,
+    /// Display name.
+    pub label: String,
+    /// Where it was declared.
     pub origin: Origin,
 }
 
@@ -122,16 +140,28 @@ pub struct DatasetConfig {
 pub struct MeasureConfig {
     /// Name used in `MEASURE(name)`.
     pub name: String,
-    /// How rows are aggregated.
-    pub agg: Aggregation,
-    /// The column aggregated; `None` counts rows.
-    pub column: Option<String>,
+    /// What the measure computes.
+    pub definition: MeasureDef,
     /// Description for tools.
     pub description: String,
     /// Display name.
     pub label: String,
     /// Where it was declared.
     pub origin: Origin,
+}
+
+/// What a measure computes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeasureDef {
+    /// An aggregate of one column (`None` = count rows).
+    Aggregate {
+        /// How rows are aggregated.
+        agg: Aggregation,
+        /// The column aggregated.
+        column: Option<String>,
+    },
+    /// An expression over other measures, e.g. `MEASURE(profit) / MEASURE(revenue)`.
+    Derived(String),
 }
 
 /// The aggregations a measure can use.
@@ -612,9 +642,11 @@ impl Resolver<'_> {
                     origin: self.origin(&c.name),
                 })
                 .collect();
+            let fields = self.fields(&d.fields);
             out.push(DatasetConfig {
                 origin: self.origin(&d.name),
                 measures,
+                fields,
                 columns,
                 workspace: d.workspace.into_inner(),
                 name: d.name.into_inner(),
@@ -640,32 +672,73 @@ impl Resolver<'_> {
                     format!("duplicate measure \"{}\"", m.name.get_ref()),
                 );
             }
-            let Some(agg) = Aggregation::parse(m.agg.get_ref()) else {
-                self.error(
-                    &m.agg,
-                    format!("{field}.agg"),
-                    format!("unknown aggregation \"{}\"; use sum, count, count_distinct, avg, min or max", m.agg.get_ref()),
-                );
+            let Some(definition) = self.measure_definition(m, &field) else {
                 continue;
             };
-            if m.column.is_none() && agg != Aggregation::Count {
-                self.error(
-                    &m.name,
-                    format!("{field}.column"),
-                    format!("`{}` needs a column", agg.name()),
-                );
-                continue;
-            }
             out.push(MeasureConfig {
                 name: m.name.get_ref().to_lowercase(),
-                agg,
-                column: m.column.as_ref().map(|c| c.get_ref().to_lowercase()),
+                definition,
                 description: m.description.clone(),
                 label: m.label.clone(),
-                origin: self.origin(m.column.as_ref().unwrap_or(&m.name)),
+                origin: self.origin(m.column.as_ref().or(m.expr.as_ref()).unwrap_or(&m.name)),
             });
         }
         out
+    }
+}
+
+impl Resolver<'_> {
+    fn measure_definition(&mut self, m: &file::MeasureSection, field: &str) -> Option<MeasureDef> {
+        match (&m.agg, &m.expr) {
+            (Some(agg_text), None) => {
+                let Some(agg) = Aggregation::parse(agg_text.get_ref()) else {
+                    self.error(
+                        agg_text,
+                        format!("{field}.agg"),
+                        format!(
+                            "unknown aggregation \"{}\"; use sum, count, count_distinct, avg, min or max",
+                            agg_text.get_ref()
+                        ),
+                    );
+                    return None;
+                };
+                if m.column.is_none() && agg != Aggregation::Count {
+                    self.error(
+                        &m.name,
+                        format!("{field}.column"),
+                        format!("`{}` needs a column", agg.name()),
+                    );
+                    return None;
+                }
+                Some(MeasureDef::Aggregate {
+                    agg,
+                    column: m.column.as_ref().map(|c| c.get_ref().to_lowercase()),
+                })
+            }
+            (None, Some(expr)) if m.column.is_none() => {
+                Some(MeasureDef::Derived(expr.get_ref().clone()))
+            }
+            _ => {
+                self.error(
+                    &m.name,
+                    field.to_owned(),
+                    "give either `agg` (with `column`) or `expr` over other measures",
+                );
+                None
+            }
+        }
+    }
+
+    fn fields(&mut self, fs: &[file::FieldSection]) -> Vec<FieldConfig> {
+        fs.iter()
+            .map(|f| FieldConfig {
+                name: f.name.get_ref().to_lowercase(),
+                expr: f.expr.get_ref().clone(),
+                description: f.description.clone(),
+                label: f.label.clone(),
+                origin: self.origin(&f.expr),
+            })
+            .collect()
     }
 }
 

@@ -2,9 +2,12 @@
 //!
 //! The call is replaced, in the client's statement, by the measure's aggregate over the
 //! dataset's rows (`sum(amount)`, `count(DISTINCT customer_id)`), so a non-additive measure
-//! is always computed from rows, never by re-aggregating aggregates. A measure is looked
-//! up among the datasets the statement reads; an unknown or ambiguous name is an error.
+//! is always computed from rows, never by re-aggregating aggregates. A derived measure
+//! (`MEASURE(profit) / MEASURE(revenue)`) expands into its expression over those
+//! aggregates: a ratio of sums, never a sum of ratios. A measure is looked up among the
+//! datasets the statement reads; an unknown or ambiguous name is an error.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
@@ -15,7 +18,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use super::{quote_ident, Dataset};
-use crate::config::{Aggregation, MeasureConfig};
+use crate::config::{Aggregation, ConfigError, DatasetConfig, MeasureConfig, MeasureDef};
 use crate::error::Error;
 
 /// Replace every `MEASURE(name)` in `stmt` by the measure's aggregate.
@@ -33,7 +36,7 @@ pub fn expand(stmt: &mut Statement, datasets: &[Dataset]) -> Result<(), Error> {
         let Some(call) = measure_call(expr) else {
             return ControlFlow::Continue(());
         };
-        match call.and_then(|(qualifier, name)| replacement(&read, qualifier.as_ref(), &name)) {
+        match call.and_then(|(qualifier, name)| replacement(&read, qualifier.as_ref(), &name, 0)) {
             Ok(new) => {
                 *expr = new;
                 ControlFlow::Continue(())
@@ -140,7 +143,20 @@ fn ident_text(i: &Ident) -> String {
     }
 }
 
-fn replacement(read: &[&Dataset], qualifier: Option<&Ident>, name: &str) -> Result<Expr, Error> {
+/// Derived measures nest at most this deep (cycles are refused at load; this is a backstop).
+const MAX_DEPTH: usize = 16;
+
+fn replacement(
+    read: &[&Dataset],
+    qualifier: Option<&Ident>,
+    name: &str,
+    depth: usize,
+) -> Result<Expr, Error> {
+    if depth > MAX_DEPTH {
+        return Err(Error::Internal(format!(
+            "measure \"{name}\" nests too deeply"
+        )));
+    }
     let candidates: Vec<(&Dataset, &MeasureConfig)> = read
         .iter()
         .filter_map(|d| d.measures.iter().find(|m| m.name == name).map(|m| (*d, m)))
@@ -164,27 +180,139 @@ fn replacement(read: &[&Dataset], qualifier: Option<&Ident>, name: &str) -> Resu
             )))
         }
     };
-    let text = aggregate_sql(measure, qualifier);
-    Parser::new(&PostgreSqlDialect {})
+    let text = measure_sql(measure, qualifier);
+    let mut expr = Parser::new(&PostgreSqlDialect {})
         .try_with_sql(&text)
         .and_then(|mut p| p.parse_expr())
         .map_err(|e| {
             Error::Internal(format!(
                 "measure \"{name}\" compiled to bad SQL {text}: {e}"
             ))
-        })
+        })?;
+    if matches!(measure.definition, MeasureDef::Derived(_)) {
+        let flow = visit_expressions_mut(&mut expr, |inner| {
+            let Some(call) = measure_call(inner) else {
+                return ControlFlow::Continue(());
+            };
+            match call.and_then(|(_, n)| replacement(read, qualifier, &n, depth + 1)) {
+                Ok(new) => {
+                    *inner = new;
+                    ControlFlow::Continue(())
+                }
+                Err(e) => ControlFlow::Break(e),
+            }
+        });
+        if let ControlFlow::Break(e) = flow {
+            return Err(e);
+        }
+        expr = Expr::Nested(Box::new(expr));
+    }
+    Ok(expr)
 }
 
-/// The SQL of a measure's aggregate, e.g. `count(DISTINCT s."customer_id")`.
-pub fn aggregate_sql(m: &MeasureConfig, qualifier: Option<&Ident>) -> String {
-    let column = match &m.column {
+/// Check the derived measures of a dataset at load: every `MEASURE(x)` they use exists,
+/// and they do not use each other in a cycle.
+pub fn check(d: &DatasetConfig) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut uses: HashMap<&str, Vec<String>> = HashMap::new();
+    for m in &d.measures {
+        let MeasureDef::Derived(text) = &m.definition else {
+            continue;
+        };
+        let err = |msg: String| {
+            ConfigError::at(
+                &m.origin,
+                format!("dataset \"{}\".measure \"{}\".expr", d.name, m.name),
+                msg,
+            )
+        };
+        match measures_used(text) {
+            Ok(used) => {
+                for u in used
+                    .iter()
+                    .filter(|u| !d.measures.iter().any(|x| &x.name == *u))
+                {
+                    errors.push(err(format!("no measure \"{u}\" in dataset \"{}\"", d.name)));
+                }
+                uses.insert(&m.name, used);
+            }
+            Err(e) => errors.push(err(e)),
+        }
+    }
+    for m in &d.measures {
+        if let Some(cycle) = find_cycle(&m.name, &uses, &mut Vec::new()) {
+            errors.push(ConfigError::at(
+                &m.origin,
+                format!("dataset \"{}\".measure \"{}\".expr", d.name, m.name),
+                format!("derived measures form a cycle: {}", cycle.join(" → ")),
+            ));
+            break;
+        }
+    }
+    errors
+}
+
+fn find_cycle(
+    name: &str,
+    uses: &HashMap<&str, Vec<String>>,
+    path: &mut Vec<String>,
+) -> Option<Vec<String>> {
+    if let Some(start) = path.iter().position(|p| p == name) {
+        let mut cycle = path[start..].to_vec();
+        cycle.push(name.to_owned());
+        return Some(cycle);
+    }
+    path.push(name.to_owned());
+    for next in uses.get(name).into_iter().flatten() {
+        if let Some(c) = find_cycle(next, uses, path) {
+            return Some(c);
+        }
+    }
+    path.pop();
+    None
+}
+
+/// The measure names an expression uses through `MEASURE(x)`.
+fn measures_used(text: &str) -> Result<Vec<String>, String> {
+    let expr = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| e.to_string())?;
+    let mut used = Vec::new();
+    let flow =
+        datafusion::sql::sqlparser::ast::visit_expressions(&expr, |e| match measure_call(e) {
+            Some(Ok((_, name))) => {
+                used.push(name);
+                ControlFlow::Continue(())
+            }
+            Some(Err(err)) => ControlFlow::Break(err.to_string()),
+            None => ControlFlow::Continue(()),
+        });
+    match flow {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(used),
+    }
+}
+
+/// The SQL a measure stands for: its aggregate, or its derived expression (with its inner
+/// `MEASURE()` calls still to expand).
+pub fn measure_sql(m: &MeasureConfig, qualifier: Option<&Ident>) -> String {
+    match &m.definition {
+        MeasureDef::Aggregate { agg, column } => aggregate_sql(*agg, column.as_deref(), qualifier),
+        MeasureDef::Derived(expr) => expr.clone(),
+    }
+}
+
+/// The SQL of an aggregate, e.g. `count(DISTINCT s."customer_id")`.
+fn aggregate_sql(agg: Aggregation, column: Option<&str>, qualifier: Option<&Ident>) -> String {
+    let column = match column {
         None => return "count(*)".to_owned(),
         Some(c) => match qualifier {
             Some(q) => format!("{q}.{}", quote_ident(c)),
             None => quote_ident(c),
         },
     };
-    match m.agg {
+    match agg {
         Aggregation::Sum => format!("sum({column})"),
         Aggregation::Count => format!("count({column})"),
         Aggregation::CountDistinct => format!("count(DISTINCT {column})"),

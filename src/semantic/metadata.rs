@@ -12,6 +12,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::LogicalPlanBuilder;
 
 use super::Dataset;
+use crate::config::MeasureDef;
 
 /// Build the `biproxy` schema of a workspace: `datasets`, `columns`, `measures`.
 ///
@@ -34,6 +35,7 @@ pub fn schema(datasets: &[Dataset]) -> DfResult<Arc<dyn SchemaProvider>> {
                 "dataset",
                 "column_name",
                 "data_type",
+                "expression",
                 "label",
                 "description",
             ],
@@ -48,6 +50,7 @@ pub fn schema(datasets: &[Dataset]) -> DfResult<Arc<dyn SchemaProvider>> {
                 "measure",
                 "aggregation",
                 "column_name",
+                "definition",
                 "label",
                 "description",
             ],
@@ -62,13 +65,21 @@ fn column_rows(datasets: &[Dataset]) -> Vec<Vec<String>> {
     for d in datasets {
         for f in d.table.schema().fields() {
             let doc = d.columns.iter().find(|c| &c.name == f.name());
+            let field = d.fields.iter().find(|c| &c.name == f.name());
             rows.push(vec![
                 d.name.clone(),
                 f.name().clone(),
                 arrow_pg::datatypes::into_pg_type(f.data_type())
                     .map_or_else(|_| f.data_type().to_string(), |t| t.name().to_owned()),
-                doc.map(|c| c.label.clone()).unwrap_or_default(),
-                doc.map(|c| c.description.clone()).unwrap_or_default(),
+                field.map(|c| c.expr.clone()).unwrap_or_default(),
+                doc.map(|c| &c.label)
+                    .or(field.map(|c| &c.label))
+                    .cloned()
+                    .unwrap_or_default(),
+                doc.map(|c| &c.description)
+                    .or(field.map(|c| &c.description))
+                    .cloned()
+                    .unwrap_or_default(),
             ]);
         }
     }
@@ -83,8 +94,15 @@ fn measure_rows(datasets: &[Dataset]) -> Vec<Vec<String>> {
                 vec![
                     d.name.clone(),
                     m.name.clone(),
-                    m.agg.name().to_owned(),
-                    m.column.clone().unwrap_or_default(),
+                    match &m.definition {
+                        MeasureDef::Aggregate { agg, .. } => agg.name().to_owned(),
+                        MeasureDef::Derived(_) => "derived".to_owned(),
+                    },
+                    match &m.definition {
+                        MeasureDef::Aggregate { column, .. } => column.clone().unwrap_or_default(),
+                        MeasureDef::Derived(_) => String::new(),
+                    },
+                    super::measure::measure_sql(m, None),
                     m.label.clone(),
                     m.description.clone(),
                 ]

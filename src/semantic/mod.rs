@@ -21,10 +21,12 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::config::{
-    ColumnDoc, Config, ConfigError, DatasetConfig, DatasetQuery, MeasureConfig, SourceKind,
+    ColumnDoc, Config, ConfigError, DatasetConfig, DatasetQuery, FieldConfig, MeasureConfig,
+    MeasureDef, SourceKind,
 };
 use crate::source::lake::{demo, Lake, LakeError};
 
+pub mod field;
 pub mod measure;
 pub mod metadata;
 
@@ -41,6 +43,8 @@ pub struct Dataset {
     pub measures: Vec<MeasureConfig>,
     /// Column labels and descriptions.
     pub columns: Vec<ColumnDoc>,
+    /// Calculated fields (also columns of `table`).
+    pub fields: Vec<FieldConfig>,
 }
 
 /// A workspace: its datasets and the template state sessions start from.
@@ -131,7 +135,8 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
             };
             match plan_dataset(d, lake).await {
                 Ok(table) => {
-                    let found = check_columns(d, &table.schema());
+                    let mut found = check_columns(d, &table.schema());
+                    found.extend(measure::check(d));
                     if found.is_empty() {
                         datasets.push(Dataset {
                             name: d.name.to_lowercase(),
@@ -139,6 +144,7 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
                             table: Arc::new(table),
                             measures: d.measures.clone(),
                             columns: d.columns.clone(),
+                            fields: d.fields.clone(),
                         });
                     }
                     errors.extend(found);
@@ -200,19 +206,30 @@ async fn plan_dataset(d: &DatasetConfig, lake: &Lake) -> Result<DatasetTable, Co
     if statements.len() != 1 {
         return Err(err("must be exactly one SELECT statement".into()));
     }
+    let mut sql = sql;
+    let mut plan = plan_sql(lake, &sql).await.map_err(err)?;
+    for f in field::order(&d.fields, &d.name)? {
+        sql = field::wrap(&sql, f);
+        plan = plan_sql(lake, &sql)
+            .await
+            .map_err(|m| field::error(&d.name, f, m))?;
+    }
+    Ok(DatasetTable {
+        view: ViewTable::new(plan, Some(sql)),
+    })
+}
+
+/// Plan read-only SQL against a lake's tables; the error text is the user-facing one.
+async fn plan_sql(lake: &Lake, sql: &str) -> Result<LogicalPlan, String> {
     let options = datafusion::execution::context::SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let df = lake
-        .context()
-        .sql_with_options(&sql, options)
+    lake.context()
+        .sql_with_options(sql, options)
         .await
-        .map_err(|e| err(crate::Error::from_datafusion(&e).to_string()))?;
-    let plan = df.into_unoptimized_plan();
-    Ok(DatasetTable {
-        view: ViewTable::new(plan, Some(sql)),
-    })
+        .map(datafusion::dataframe::DataFrame::into_unoptimized_plan)
+        .map_err(|e| crate::Error::from_datafusion(&e).to_string())
 }
 
 /// Every measure column and documented column must exist in the dataset.
@@ -227,7 +244,14 @@ fn check_columns(d: &DatasetConfig, schema: &SchemaRef) -> Vec<ConfigError> {
             .join(", ")
     };
     let measures = d.measures.iter().filter_map(|m| {
-        let column = m.column.as_deref().filter(|c| !has(c))?;
+        let MeasureDef::Aggregate {
+            column: Some(column),
+            ..
+        } = &m.definition
+        else {
+            return None;
+        };
+        let column = Some(column.as_str()).filter(|c| !has(c))?;
         Some(ConfigError::at(
             &m.origin,
             format!("dataset \"{}\".measure \"{}\".column", d.name, m.name),

@@ -44,6 +44,52 @@ async fn count_distinct_measure_is_computed_from_rows_not_summed_across_groups()
 }
 
 #[tokio::test]
+async fn derived_measures_are_ratios_of_sums() {
+    let server = TestServer::start().await;
+    let client = server.connect("alice").await;
+    let got = rows(
+        &client,
+        "SELECT region, MEASURE(gross_profit), round(CAST(MEASURE(margin) AS double), 6) \
+         FROM sales GROUP BY region ORDER BY region",
+    )
+    .await;
+    let want = direct(
+        "SELECT c.region, sum(o.amount) - sum(o.cost), \
+                round(CAST((sum(o.amount) - sum(o.cost)) / sum(o.amount) AS double), 6) \
+         FROM orders o JOIN customers c ON o.customer_id = c.customer_id \
+         GROUP BY c.region ORDER BY c.region",
+    )
+    .await;
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn calculated_fields_are_columns() {
+    let server = TestServer::start().await;
+    let client = server.connect("alice").await;
+    let got = rows(
+        &client,
+        "SELECT price_band, count(*), sum(profit) FROM sales GROUP BY price_band ORDER BY price_band",
+    )
+    .await;
+    let want = direct(
+        "SELECT CASE WHEN unit_price < 100 THEN '低价' WHEN unit_price < 1000 THEN '中价' ELSE '高价' END AS b, \
+                count(*), sum(amount - cost) FROM orders GROUP BY b ORDER BY b",
+    )
+    .await;
+    assert_eq!(got, want);
+    let described = rows(
+        &client,
+        "SELECT expression, label FROM biproxy.columns WHERE dataset = 'sales' AND column_name = 'profit'",
+    )
+    .await;
+    assert_eq!(
+        described,
+        vec![vec!["amount - cost".to_owned(), "利润".to_owned()]]
+    );
+}
+
+#[tokio::test]
 async fn measure_columns_are_named_after_the_measure_and_aliases_work() {
     let server = TestServer::start().await;
     let client = server.connect("alice").await;
@@ -95,6 +141,8 @@ async fn the_biproxy_schema_describes_the_model() {
         [
             ["avg_price", "avg", "unit_price", "平均单价"],
             ["customers", "count_distinct", "customer_id", "客户数"],
+            ["gross_profit", "derived", "", "毛利"],
+            ["margin", "derived", "", "毛利率"],
             ["orders", "count", "", "订单数"],
             ["revenue", "sum", "amount", "销售额"],
             ["total_cost", "sum", "cost", "成本"],
@@ -171,4 +219,57 @@ name = "nope"
         "{err}"
     );
     assert!(lines[1].starts_with("model.toml:21: dataset \"stores\".column.name: dataset \"stores\" has no column \"nope\""), "{err}");
+}
+
+fn model_with(extra: &str) -> biproxy::config::Config {
+    let text = format!(
+        "[[source]]\nname = \"lake\"\nkind = \"lake\"\npath = {path:?}\n\n\
+         [[workspace]]\nname = \"w\"\n\n\
+         [[dataset]]\nworkspace = \"w\"\nname = \"orders\"\nsource = \"lake\"\ntable = \"orders\"\n{extra}",
+        path = demo_dir().display().to_string()
+    );
+    biproxy::config::parse(&text, "model.toml", Path::new(".")).unwrap()
+}
+
+#[tokio::test]
+async fn cycles_and_type_errors_in_the_model_are_reported_with_their_lines() {
+    // `extra` starts at line 14; errors point at the `expr` line.
+    let config = model_with(
+        "\n[[dataset.field]]\nname = \"a\"\nexpr = \"b + 1\"\n\n\
+         [[dataset.field]]\nname = \"b\"\nexpr = \"a * 2\"\n",
+    );
+    let err = biproxy::semantic::build(&config, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "model.toml:17: dataset \"orders\".field \"a\".expr: calculated fields form a cycle: a → b → a"
+    );
+
+    let config = model_with("\n[[dataset.field]]\nname = \"bad\"\nexpr = \"order_date * 2\"\n");
+    let err = biproxy::semantic::build(&config, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("model.toml:17: dataset \"orders\".field \"bad\".expr: "),
+        "{err}"
+    );
+
+    let config = model_with(
+        "\n[[dataset.measure]]\nname = \"x\"\nexpr = \"MEASURE(y) + 1\"\n\n\
+         [[dataset.measure]]\nname = \"y\"\nexpr = \"MEASURE(x) / MEASURE(nope)\"\n",
+    );
+    let err = biproxy::semantic::build(&config, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            "model.toml:21: dataset \"orders\".measure \"y\".expr: no measure \"nope\" in dataset \"orders\"",
+            "model.toml:17: dataset \"orders\".measure \"x\".expr: derived measures form a cycle: x → y → x",
+        ]
+    );
 }
