@@ -8,7 +8,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -57,6 +58,27 @@ pub fn workspace_state(
         ctx.register_udf(no_description_udf(name, args));
     }
     Ok(ctx.state())
+}
+
+/// A batch of text columns: how biproxy answers catalog-like questions it computes itself
+/// (`SHOW ALL`, the `biproxy` model schema).
+///
+/// # Errors
+/// Only if a row is shorter than `columns` (a bug).
+pub fn text_batch<S: AsRef<str>>(columns: &[S], rows: &[Vec<String>]) -> DfResult<RecordBatch> {
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(c.as_ref(), DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ));
+    let arrays = (0..columns.len())
+        .map(|i| {
+            let values = rows.iter().map(|r| r.get(i).map_or("", String::as_str));
+            Arc::new(StringArray::from_iter_values(values)) as ArrayRef
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema, arrays)?)
 }
 
 /// A session's context: the workspace template plus functions that answer for this user

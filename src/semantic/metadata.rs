@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::datasource::{provider_as_source, MemTable, ViewTable};
@@ -112,20 +110,8 @@ fn measure_rows(datasets: &[Dataset]) -> Vec<Vec<String>> {
 }
 
 fn text_table(columns: &[&str], rows: &[Vec<String>]) -> DfResult<Arc<dyn TableProvider>> {
-    let schema = Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|c| Field::new(*c, DataType::Utf8, false))
-            .collect::<Vec<_>>(),
-    ));
-    let arrays: Vec<ArrayRef> = (0..columns.len())
-        .map(|i| {
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r[i].as_str()),
-            )) as ArrayRef
-        })
-        .collect();
-    let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)?;
+    let batch = crate::catalog::text_batch(columns, rows)?;
+    let schema = batch.schema();
     let table = Arc::new(MemTable::try_new(schema, vec![vec![batch]])?);
     // Shown as views, like PostgreSQL's information_schema: `\dt` lists the datasets only.
     let plan = LogicalPlanBuilder::scan("model", provider_as_source(table), None)?.build()?;

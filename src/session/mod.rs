@@ -12,8 +12,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ParamValues;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
@@ -155,23 +155,10 @@ impl Session {
                 .map(|(n, v, d)| vec![n, v, d])
                 .collect(),
         };
-        let schema = Arc::new(Schema::new(
-            columns
-                .iter()
-                .map(|c| Field::new(c, DataType::Utf8, false))
-                .collect::<Vec<_>>(),
-        ));
-        let arrays: Vec<ArrayRef> = (0..columns.len())
-            .map(|i| {
-                Arc::new(StringArray::from_iter_values(
-                    rows.iter().map(|r| r[i].as_str()),
-                )) as ArrayRef
-            })
-            .collect();
-        let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)
+        let batch = crate::catalog::text_batch(columns, &rows)
             .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Outcome::Rows {
-            schema,
+            schema: batch.schema(),
             columns: columns.to_vec(),
             batches: Box::pin(futures::stream::once(async { Ok(batch) })),
         })
