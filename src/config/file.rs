@@ -120,6 +120,50 @@ pub struct DatasetSection {
     /// `[[dataset.field]]`: calculated fields, new columns computed by SQL expressions.
     #[serde(default, rename = "field")]
     pub fields: Vec<FieldSection>,
+    /// `[[dataset.dimension]]`: typed dimensions (time with granularities, geo with a role).
+    #[serde(default, rename = "dimension")]
+    pub dimensions: Vec<DimensionSection>,
+    /// `[[dataset.hierarchy]]`: ordered dimension lists such as region > province > city.
+    #[serde(default, rename = "hierarchy")]
+    pub hierarchies: Vec<HierarchySection>,
+}
+
+/// `[[dataset.dimension]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DimensionSection {
+    /// A column or calculated field of the dataset.
+    pub name: Spanned<String>,
+    /// `plain` (default), `time` or `geo`.
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    /// Time: the granularity columns to offer (`year`, `quarter`, `month`, `week`, `day`,
+    /// `hour`), each as `<name>_<granularity>`. Default: all that fit the column's type.
+    pub granularities: Option<Vec<Spanned<String>>>,
+    /// Geo: `country`, `province`, `city`, `latitude` or `longitude`.
+    pub geo_role: Option<Spanned<String>>,
+    /// Shown to people and tools.
+    #[serde(default)]
+    pub description: String,
+    /// Display name.
+    #[serde(default)]
+    pub label: String,
+}
+
+/// `[[dataset.hierarchy]]` (层次结构).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HierarchySection {
+    /// Hierarchy name.
+    pub name: Spanned<String>,
+    /// Dimension names from the coarsest to the finest.
+    pub levels: Vec<Spanned<String>>,
+    /// Shown to people and tools.
+    #[serde(default)]
+    pub description: String,
+    /// Display name.
+    #[serde(default)]
+    pub label: String,
 }
 
 /// `[[dataset.field]]`: a calculated field (计算字段).

@@ -115,7 +115,130 @@ pub struct DatasetConfig {
     pub columns: Vec<ColumnDoc>,
     /// Calculated fields, in declaration order.
     pub fields: Vec<FieldConfig>,
+    /// Typed dimensions.
+    pub dimensions: Vec<DimensionConfig>,
+    /// Drill paths over dimensions.
+    pub hierarchies: Vec<HierarchyConfig>,
     /// Where it was declared, for errors found when its SQL is planned.
+    pub origin: Origin,
+}
+
+/// A dimension: a column (or calculated field) with a type that tools can use.
+#[derive(Debug, Clone)]
+pub struct DimensionConfig {
+    /// The column it describes.
+    pub name: String,
+    /// Plain, time or geo.
+    pub kind: DimensionKind,
+    /// Description for tools.
+    pub description: String,
+    /// Display name.
+    pub label: String,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
+/// The type of a dimension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DimensionKind {
+    /// No special meaning.
+    Plain,
+    /// A date or timestamp, offered at these granularities as `<name>_<granularity>` columns;
+    /// empty means every granularity that fits the column's type.
+    Time(Vec<Granularity>),
+    /// A place, with its role.
+    Geo(GeoRole),
+}
+
+/// Time granularities of a time dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    /// Calendar year.
+    Year,
+    /// Calendar quarter.
+    Quarter,
+    /// Calendar month.
+    Month,
+    /// ISO week (starting Monday).
+    Week,
+    /// Day.
+    Day,
+    /// Hour (timestamps only).
+    Hour,
+}
+
+impl Granularity {
+    /// All granularities, coarsest first.
+    pub const ALL: [Granularity; 6] = [
+        Granularity::Year,
+        Granularity::Quarter,
+        Granularity::Month,
+        Granularity::Week,
+        Granularity::Day,
+        Granularity::Hour,
+    ];
+
+    /// The config and column-suffix spelling, also `date_trunc`'s.
+    pub fn name(self) -> &'static str {
+        match self {
+            Granularity::Year => "year",
+            Granularity::Quarter => "quarter",
+            Granularity::Month => "month",
+            Granularity::Week => "week",
+            Granularity::Day => "day",
+            Granularity::Hour => "hour",
+        }
+    }
+}
+
+/// The role of a geo dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeoRole {
+    /// Country.
+    Country,
+    /// Province or state.
+    Province,
+    /// City.
+    City,
+    /// Latitude in degrees.
+    Latitude,
+    /// Longitude in degrees.
+    Longitude,
+}
+
+impl GeoRole {
+    const ALL: [GeoRole; 5] = [
+        GeoRole::Country,
+        GeoRole::Province,
+        GeoRole::City,
+        GeoRole::Latitude,
+        GeoRole::Longitude,
+    ];
+
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            GeoRole::Country => "country",
+            GeoRole::Province => "province",
+            GeoRole::City => "city",
+            GeoRole::Latitude => "latitude",
+            GeoRole::Longitude => "longitude",
+        }
+    }
+}
+
+/// A hierarchy (层次结构): dimensions from the coarsest to the finest.
+#[derive(Debug, Clone)]
+pub struct HierarchyConfig {
+    /// Hierarchy name.
+    pub name: String,
+    /// Dimension names, coarsest first.
+    pub levels: Vec<String>,
+    /// Description for tools.
+    pub description: String,
+    /// Display name.
+    pub label: String,
+    /// Where it was declared.
     pub origin: Origin,
 }
 
@@ -643,10 +766,14 @@ impl Resolver<'_> {
                 })
                 .collect();
             let fields = self.fields(&d.fields);
+            let dimensions = self.dimensions(&d.dimensions, i);
+            let hierarchies = self.hierarchies(&d.hierarchies, &dimensions, i);
             out.push(DatasetConfig {
                 origin: self.origin(&d.name),
                 measures,
                 fields,
+                dimensions,
+                hierarchies,
                 columns,
                 workspace: d.workspace.into_inner(),
                 name: d.name.into_inner(),
@@ -727,6 +854,155 @@ impl Resolver<'_> {
                 None
             }
         }
+    }
+
+    fn dimensions(
+        &mut self,
+        ds: &[file::DimensionSection],
+        dataset: usize,
+    ) -> Vec<DimensionConfig> {
+        let mut out: Vec<DimensionConfig> = Vec::new();
+        for (j, d) in ds.iter().enumerate() {
+            let field = format!("dataset[{dataset}].dimension[{j}]");
+            let name = d.name.get_ref().to_lowercase();
+            if out.iter().any(|x| x.name == name) {
+                self.error(
+                    &d.name,
+                    format!("{field}.name"),
+                    format!("duplicate dimension \"{name}\""),
+                );
+            }
+            let kind_text = d.kind.as_ref().map_or("plain", |k| k.get_ref().as_str());
+            let kind = match kind_text {
+                "plain" => DimensionKind::Plain,
+                "time" => {
+                    DimensionKind::Time(self.granularities(d.granularities.as_deref(), &field))
+                }
+                "geo" => match &d.geo_role {
+                    Some(role) => match GeoRole::ALL
+                        .into_iter()
+                        .find(|r| r.name() == role.get_ref())
+                    {
+                        Some(r) => DimensionKind::Geo(r),
+                        None => {
+                            self.error(role, format!("{field}.geo_role"), format!("unknown geo role \"{}\"; use country, province, city, latitude or longitude", role.get_ref()));
+                            continue;
+                        }
+                    },
+                    None => {
+                        self.error(
+                            &d.name,
+                            format!("{field}.geo_role"),
+                            "a geo dimension needs `geo_role`",
+                        );
+                        continue;
+                    }
+                },
+                other => {
+                    let at = d.kind.as_ref().unwrap_or(&d.name);
+                    self.error(
+                        at,
+                        format!("{field}.type"),
+                        format!("unknown dimension type \"{other}\"; use plain, time or geo"),
+                    );
+                    continue;
+                }
+            };
+            if kind_text != "time" && d.granularities.is_some() {
+                self.error(
+                    &d.name,
+                    format!("{field}.granularities"),
+                    "only a time dimension has granularities",
+                );
+            }
+            if kind_text != "geo" && d.geo_role.is_some() {
+                self.error(
+                    &d.name,
+                    format!("{field}.geo_role"),
+                    "only a geo dimension has a geo_role",
+                );
+            }
+            out.push(DimensionConfig {
+                name,
+                kind,
+                description: d.description.clone(),
+                label: d.label.clone(),
+                origin: self.origin(&d.name),
+            });
+        }
+        out
+    }
+
+    fn granularities(
+        &mut self,
+        given: Option<&[Spanned<String>]>,
+        field: &str,
+    ) -> Vec<Granularity> {
+        let Some(given) = given else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for g in given {
+            match Granularity::ALL
+                .into_iter()
+                .find(|x| x.name() == g.get_ref())
+            {
+                Some(x) if !out.contains(&x) => out.push(x),
+                Some(_) => {}
+                None => self.error(
+                    g,
+                    format!("{field}.granularities"),
+                    format!(
+                        "unknown granularity \"{}\"; use year, quarter, month, week, day or hour",
+                        g.get_ref()
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    fn hierarchies(
+        &mut self,
+        hs: &[file::HierarchySection],
+        dimensions: &[DimensionConfig],
+        dataset: usize,
+    ) -> Vec<HierarchyConfig> {
+        let mut out = Vec::new();
+        for (j, h) in hs.iter().enumerate() {
+            for (k, level) in h.levels.iter().enumerate() {
+                let level_name = level.get_ref().to_lowercase();
+                if !dimensions.iter().any(|d| d.name == level_name) {
+                    self.error(
+                        level,
+                        format!("dataset[{dataset}].hierarchy[{j}].levels[{k}]"),
+                        format!(
+                            "no [[dataset.dimension]] named \"{}\" in this dataset",
+                            level.get_ref()
+                        ),
+                    );
+                }
+            }
+            if h.levels.len() < 2 {
+                self.error(
+                    &h.name,
+                    format!("dataset[{dataset}].hierarchy[{j}].levels"),
+                    "a hierarchy needs at least two levels",
+                );
+            }
+            out.push(HierarchyConfig {
+                name: h.name.get_ref().to_lowercase(),
+                levels: h
+                    .levels
+                    .iter()
+                    .map(|l| l.get_ref().to_lowercase())
+                    .collect(),
+                description: h.description.clone(),
+                label: h.label.clone(),
+                origin: self.origin(&h.name),
+            });
+        }
+        out
     }
 
     fn fields(&mut self, fs: &[file::FieldSection]) -> Vec<FieldConfig> {

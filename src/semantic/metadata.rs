@@ -55,7 +55,75 @@ pub fn schema(datasets: &[Dataset]) -> DfResult<Arc<dyn SchemaProvider>> {
             &measure_rows(datasets),
         )?,
     )?;
+    schema.register_table(
+        "dimensions".into(),
+        text_table(
+            &[
+                "dataset",
+                "dimension",
+                "type",
+                "granularities",
+                "geo_role",
+                "label",
+                "description",
+            ],
+            &dimension_rows(datasets),
+        )?,
+    )?;
+    schema.register_table(
+        "hierarchies".into(),
+        text_table(
+            &[
+                "dataset",
+                "hierarchy",
+                "level",
+                "position",
+                "label",
+                "description",
+            ],
+            &hierarchy_rows(datasets),
+        )?,
+    )?;
     Ok(Arc::new(schema))
+}
+
+fn dimension_rows(datasets: &[Dataset]) -> Vec<Vec<String>> {
+    datasets
+        .iter()
+        .flat_map(|d| {
+            d.dimensions.iter().map(|dim| {
+                let (kind, granularities, role) = super::dimension::describe(dim, &d.fields);
+                vec![
+                    d.name.clone(),
+                    dim.name.clone(),
+                    kind.to_owned(),
+                    granularities,
+                    role.to_owned(),
+                    dim.label.clone(),
+                    dim.description.clone(),
+                ]
+            })
+        })
+        .collect()
+}
+
+fn hierarchy_rows(datasets: &[Dataset]) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for d in datasets {
+        for h in &d.hierarchies {
+            for (i, level) in h.levels.iter().enumerate() {
+                rows.push(vec![
+                    d.name.clone(),
+                    h.name.clone(),
+                    level.clone(),
+                    (i + 1).to_string(),
+                    h.label.clone(),
+                    h.description.clone(),
+                ]);
+            }
+        }
+    }
+    rows
 }
 
 fn column_rows(datasets: &[Dataset]) -> Vec<Vec<String>> {

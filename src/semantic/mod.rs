@@ -21,11 +21,12 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::config::{
-    ColumnDoc, Config, ConfigError, DatasetConfig, DatasetQuery, FieldConfig, MeasureConfig,
-    MeasureDef, SourceKind,
+    ColumnDoc, Config, ConfigError, DatasetConfig, DatasetQuery, DimensionConfig, FieldConfig,
+    HierarchyConfig, MeasureConfig, MeasureDef, SourceKind,
 };
 use crate::source::lake::{demo, Lake, LakeError};
 
+pub mod dimension;
 pub mod field;
 pub mod measure;
 pub mod metadata;
@@ -43,8 +44,13 @@ pub struct Dataset {
     pub measures: Vec<MeasureConfig>,
     /// Column labels and descriptions.
     pub columns: Vec<ColumnDoc>,
-    /// Calculated fields (also columns of `table`).
+    /// Calculated fields, including the granularity columns of time dimensions (all are
+    /// columns of `table`).
     pub fields: Vec<FieldConfig>,
+    /// Typed dimensions.
+    pub dimensions: Vec<DimensionConfig>,
+    /// Drill paths over dimensions.
+    pub hierarchies: Vec<HierarchyConfig>,
 }
 
 /// A workspace: its datasets and the template state sessions start from.
@@ -134,9 +140,10 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
                 continue;
             };
             match plan_dataset(d, lake).await {
-                Ok(table) => {
+                Ok((table, generated)) => {
                     let mut found = check_columns(d, &table.schema());
                     found.extend(measure::check(d));
+                    found.extend(dimension::check(d, &table.schema()));
                     if found.is_empty() {
                         datasets.push(Dataset {
                             name: d.name.to_lowercase(),
@@ -144,7 +151,9 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
                             table: Arc::new(table),
                             measures: d.measures.clone(),
                             columns: d.columns.clone(),
-                            fields: d.fields.clone(),
+                            fields: d.fields.iter().cloned().chain(generated).collect(),
+                            dimensions: d.dimensions.clone(),
+                            hierarchies: d.hierarchies.clone(),
                         });
                     }
                     errors.extend(found);
@@ -182,7 +191,10 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
 }
 
 /// Plan one dataset against its source.
-async fn plan_dataset(d: &DatasetConfig, lake: &Lake) -> Result<DatasetTable, ConfigError> {
+async fn plan_dataset(
+    d: &DatasetConfig,
+    lake: &Lake,
+) -> Result<(DatasetTable, Vec<FieldConfig>), ConfigError> {
     let (field, sql) = match &d.query {
         DatasetQuery::Table(t) => {
             if !lake.tables().iter().any(|x| x == &t.to_lowercase()) {
@@ -214,9 +226,19 @@ async fn plan_dataset(d: &DatasetConfig, lake: &Lake) -> Result<DatasetTable, Co
             .await
             .map_err(|m| field::error(&d.name, f, m))?;
     }
-    Ok(DatasetTable {
-        view: ViewTable::new(plan, Some(sql)),
-    })
+    let generated = dimension::granularity_fields(d, plan.schema().as_arrow())?;
+    for f in &generated {
+        sql = field::wrap(&sql, f);
+        plan = plan_sql(lake, &sql)
+            .await
+            .map_err(|m| field::error(&d.name, f, m))?;
+    }
+    Ok((
+        DatasetTable {
+            view: ViewTable::new(plan, Some(sql)),
+        },
+        generated,
+    ))
 }
 
 /// Plan read-only SQL against a lake's tables; the error text is the user-facing one.

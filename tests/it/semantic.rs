@@ -222,13 +222,16 @@ name = "nope"
 }
 
 fn model_with(extra: &str) -> biproxy::config::Config {
-    let text = format!(
+    biproxy::config::parse(&model_text(extra), "model.toml", Path::new(".")).unwrap()
+}
+
+fn model_text(extra: &str) -> String {
+    format!(
         "[[source]]\nname = \"lake\"\nkind = \"lake\"\npath = {path:?}\n\n\
          [[workspace]]\nname = \"w\"\n\n\
          [[dataset]]\nworkspace = \"w\"\nname = \"orders\"\nsource = \"lake\"\ntable = \"orders\"\n{extra}",
         path = demo_dir().display().to_string()
-    );
-    biproxy::config::parse(&text, "model.toml", Path::new(".")).unwrap()
+    )
 }
 
 #[tokio::test]
@@ -271,5 +274,103 @@ async fn cycles_and_type_errors_in_the_model_are_reported_with_their_lines() {
             "model.toml:21: dataset \"orders\".measure \"y\".expr: no measure \"nope\" in dataset \"orders\"",
             "model.toml:17: dataset \"orders\".measure \"x\".expr: derived measures form a cycle: x → y → x",
         ]
+    );
+}
+
+#[tokio::test]
+async fn time_dimensions_offer_granularity_columns() {
+    let server = TestServer::start().await;
+    let client = server.connect("alice").await;
+    let got = rows(
+        &client,
+        "SELECT order_date_month, MEASURE(revenue) FROM sales \
+         WHERE order_date_year = DATE '2024-01-01' GROUP BY order_date_month ORDER BY 1",
+    )
+    .await;
+    let want = direct(
+        "SELECT CAST(date_trunc('month', order_date) AS DATE) AS m, sum(amount) FROM orders \
+         WHERE order_date >= DATE '2024-01-01' GROUP BY m ORDER BY m",
+    )
+    .await;
+    assert_eq!(got.len(), 12);
+    assert_eq!(got, want);
+    let stmt = client
+        .prepare("SELECT order_date_week, order_date_quarter, order_ts_hour FROM sales LIMIT 1")
+        .await
+        .unwrap();
+    let types: Vec<&str> = stmt.columns().iter().map(|c| c.type_().name()).collect();
+    assert_eq!(types, ["date", "date", "timestamptz"]);
+}
+
+#[tokio::test]
+async fn dimensions_and_hierarchies_are_listed() {
+    let server = TestServer::start().await;
+    let client = server.connect("alice").await;
+    let dims = rows(
+        &client,
+        "SELECT dimension, type, granularities, geo_role FROM biproxy.dimensions \
+         WHERE dataset = 'sales' ORDER BY dimension",
+    )
+    .await;
+    assert_eq!(
+        dims,
+        [
+            ["city", "geo", "", "city"],
+            ["order_date", "time", "year,quarter,month,week,day", ""],
+            ["order_ts", "time", "hour", ""],
+            ["province", "geo", "", "province"],
+            ["region", "plain", "", ""],
+        ]
+        .map(|r| r.map(str::to_owned).to_vec())
+        .to_vec()
+    );
+    let levels = rows(
+        &client,
+        "SELECT hierarchy, level, position FROM biproxy.hierarchies ORDER BY position",
+    )
+    .await;
+    assert_eq!(
+        levels,
+        [
+            ["geography", "region", "1"],
+            ["geography", "province", "2"],
+            ["geography", "city", "3"]
+        ]
+        .map(|r| r.map(str::to_owned).to_vec())
+        .to_vec()
+    );
+}
+
+#[tokio::test]
+async fn dimension_mistakes_are_config_errors_with_their_lines() {
+    // `extra` starts at line 14.
+    let config = model_with("\n[[dataset.dimension]]\nname = \"customer_id\"\ntype = \"time\"\n");
+    let err = biproxy::semantic::build(&config, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "model.toml:16: dataset \"orders\".dimension \"customer_id\": \
+         a time dimension must be a date or timestamp, not Int64"
+    );
+    let config = model_with("\n[[dataset.dimension]]\nname = \"order_date\"\ntype = \"time\"\ngranularities = [\"hour\"]\n");
+    let err = biproxy::semantic::build(&config, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "model.toml:16: dataset \"orders\".dimension \"order_date\": `hour` needs a timestamp; this column is a date"
+    );
+    let errors = biproxy::config::parse(
+        &model_text("\n[[dataset.dimension]]\nname = \"order_date\"\n\n[[dataset.hierarchy]]\nname = \"h\"\nlevels = [\"order_date\", \"nope\"]\n"),
+        "model.toml",
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert_eq!(
+        errors.to_string(),
+        "model.toml:20: dataset[0].hierarchy[0].levels[1]: no [[dataset.dimension]] named \"nope\" in this dataset"
     );
 }
