@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::support::{demo_dir, direct, rows, sqlstate, TestServer};
+use crate::support::{demo_dir, direct, rows, sqlstate, table, TestServer};
 
 #[tokio::test]
 async fn measures_by_region_equal_hand_written_aggregates_on_the_raw_files() {
@@ -138,7 +138,7 @@ async fn the_biproxy_schema_describes_the_model() {
     .await;
     assert_eq!(
         measures,
-        [
+        table(&[
             ["avg_price", "avg", "unit_price", "平均单价"],
             ["customers", "count_distinct", "customer_id", "客户数"],
             ["gross_profit", "derived", "", "毛利"],
@@ -147,9 +147,7 @@ async fn the_biproxy_schema_describes_the_model() {
             ["revenue", "sum", "amount", "销售额"],
             ["total_cost", "sum", "cost", "成本"],
             ["units", "sum", "quantity", "件数"],
-        ]
-        .map(|r| r.map(str::to_owned).to_vec())
-        .to_vec()
+        ])
     );
     let columns = rows(
         &client,
@@ -159,13 +157,11 @@ async fn the_biproxy_schema_describes_the_model() {
     .await;
     assert_eq!(
         columns,
-        [
+        table(&[
             ["amount", "numeric", "金额"],
             ["order_date", "date", ""],
             ["region", "text", "大区"]
-        ]
-        .map(|r| r.map(str::to_owned).to_vec())
-        .to_vec()
+        ])
     );
     let datasets = rows(
         &client,
@@ -174,9 +170,7 @@ async fn the_biproxy_schema_describes_the_model() {
     .await;
     assert_eq!(
         datasets,
-        [["customers"], ["products"], ["sales"], ["stores"]]
-            .map(|r| r.map(str::to_owned).to_vec())
-            .to_vec()
+        table(&[["customers"], ["products"], ["sales"], ["stores"]])
     );
 }
 
@@ -314,15 +308,13 @@ async fn dimensions_and_hierarchies_are_listed() {
     .await;
     assert_eq!(
         dims,
-        [
+        table(&[
             ["city", "geo", "", "city"],
             ["order_date", "time", "year,quarter,month,week,day", ""],
             ["order_ts", "time", "hour", ""],
             ["province", "geo", "", "province"],
             ["region", "plain", "", ""],
-        ]
-        .map(|r| r.map(str::to_owned).to_vec())
-        .to_vec()
+        ])
     );
     let levels = rows(
         &client,
@@ -331,13 +323,11 @@ async fn dimensions_and_hierarchies_are_listed() {
     .await;
     assert_eq!(
         levels,
-        [
+        table(&[
             ["geography", "region", "1"],
             ["geography", "province", "2"],
             ["geography", "city", "3"]
-        ]
-        .map(|r| r.map(str::to_owned).to_vec())
-        .to_vec()
+        ])
     );
 }
 

@@ -179,3 +179,10 @@ pub(crate) async fn rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
         })
         .collect()
 }
+
+/// Expected rows written as string literals.
+pub(crate) fn table<const N: usize>(rows: &[[&str; N]]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| r.iter().map(|c| (*c).to_owned()).collect())
+        .collect()
+}
