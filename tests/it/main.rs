@@ -2,8 +2,11 @@
 //!
 //! Every test starts a real biproxy on an ephemeral port and talks to it over a real
 //! socket with a real client: tokio-postgres, and the `psql` binary for the `\d` family.
-//! Where new tests go: the command line in `cli`, protocol and errors in `wire`, catalog and session commands in
-//! `catalog`, psql in `psql`, cancellation and timeouts in `cancel`, TLS in `tls`, measures and the model schema in `semantic`.
+//! Where new tests go: the command line in `cli`; protocol and errors in `wire`; catalog
+//! and session commands in `catalog`; psql in `psql`; pgJDBC in `jdbc`; cancellation and
+//! timeouts in `cancel`; TLS in `tls`; measures and the model schema in `semantic`.
+//! Golden SQL files go in `tests/slt/*.slt` (run by `slt`; `BIPROXY_SLT_COMPLETE=1`
+//! rewrites their expected output for review).
 
 mod cancel;
 mod catalog;
@@ -11,6 +14,7 @@ mod cli;
 mod jdbc;
 mod psql;
 mod semantic;
+mod slt;
 mod support;
 mod tls;
 mod wire;
