@@ -126,6 +126,26 @@ pub struct DatasetSection {
     /// `[[dataset.hierarchy]]`: ordered dimension lists such as region > province > city.
     #[serde(default, rename = "hierarchy")]
     pub hierarchies: Vec<HierarchySection>,
+    /// `[[dataset.join]]`: many-to-one joins from the `table` to dimension tables.
+    #[serde(default, rename = "join")]
+    pub joins: Vec<JoinSection>,
+}
+
+/// `[[dataset.join]]`: a many-to-one join from the dataset's table to a dimension table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinSection {
+    /// The dimension table, in the same source.
+    pub table: Spanned<String>,
+    /// Key column of the dataset's table.
+    pub key: Spanned<String>,
+    /// Key column of the dimension table. Default: the same name as `key`.
+    pub dimension_key: Option<Spanned<String>>,
+    /// `left` (default; pruned when none of its columns is used) or `inner`.
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    /// Dimension columns the dataset shows. Default: all but the key.
+    pub columns: Option<Vec<Spanned<String>>>,
 }
 
 /// `[[dataset.dimension]]`.

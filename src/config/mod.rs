@@ -119,7 +119,26 @@ pub struct DatasetConfig {
     pub dimensions: Vec<DimensionConfig>,
     /// Drill paths over dimensions.
     pub hierarchies: Vec<HierarchyConfig>,
+    /// Many-to-one joins from the table to dimension tables (star and snowflake models).
+    pub joins: Vec<JoinConfig>,
     /// Where it was declared, for errors found when its SQL is planned.
+    pub origin: Origin,
+}
+
+/// A many-to-one join from a dataset's table to a dimension table.
+#[derive(Debug, Clone)]
+pub struct JoinConfig {
+    /// The dimension table.
+    pub table: String,
+    /// Key column of the dataset's table.
+    pub key: String,
+    /// Key column of the dimension table.
+    pub dimension_key: String,
+    /// INNER rather than LEFT.
+    pub inner: bool,
+    /// Dimension columns shown; `None` = all but the key.
+    pub columns: Option<Vec<String>>,
+    /// Where it was declared.
     pub origin: Origin,
 }
 
@@ -768,12 +787,21 @@ impl Resolver<'_> {
             let fields = self.fields(&d.fields);
             let dimensions = self.dimensions(&d.dimensions, i);
             let hierarchies = self.hierarchies(&d.hierarchies, &dimensions, i);
+            let joins = self.joins(&d.joins, i);
+            if !joins.is_empty() && matches!(query, DatasetQuery::Sql(_)) {
+                self.error(
+                    &d.name,
+                    format!("dataset[{i}].join"),
+                    "joins need a `table` base; with `sql`, write the joins in the SQL",
+                );
+            }
             out.push(DatasetConfig {
                 origin: self.origin(&d.name),
                 measures,
                 fields,
                 dimensions,
                 hierarchies,
+                joins,
                 columns,
                 workspace: d.workspace.into_inner(),
                 name: d.name.into_inner(),
@@ -1000,6 +1028,42 @@ impl Resolver<'_> {
                 description: h.description.clone(),
                 label: h.label.clone(),
                 origin: self.origin(&h.name),
+            });
+        }
+        out
+    }
+
+    fn joins(&mut self, js: &[file::JoinSection], dataset: usize) -> Vec<JoinConfig> {
+        let mut out = Vec::new();
+        for (j, join) in js.iter().enumerate() {
+            let inner = match join.kind.as_ref().map(|k| k.get_ref().as_str()) {
+                None | Some("left") => false,
+                Some("inner") => true,
+                Some(other) => {
+                    let at = join.kind.as_ref().unwrap_or(&join.table);
+                    self.error(
+                        at,
+                        format!("dataset[{dataset}].join[{j}].type"),
+                        format!("unknown join type \"{other}\"; use left or inner"),
+                    );
+                    continue;
+                }
+            };
+            out.push(JoinConfig {
+                table: join.table.get_ref().to_lowercase(),
+                key: join.key.get_ref().to_lowercase(),
+                dimension_key: join
+                    .dimension_key
+                    .as_ref()
+                    .unwrap_or(&join.key)
+                    .get_ref()
+                    .to_lowercase(),
+                inner,
+                columns: join
+                    .columns
+                    .as_ref()
+                    .map(|cs| cs.iter().map(|c| c.get_ref().to_lowercase()).collect()),
+                origin: self.origin(&join.table),
             });
         }
         out

@@ -30,6 +30,7 @@ pub mod dimension;
 pub mod field;
 pub mod measure;
 pub mod metadata;
+pub mod star;
 
 /// A dataset as clients see it.
 #[derive(Debug, Clone)]
@@ -208,7 +209,12 @@ async fn plan_dataset(
                     ),
                 ));
             }
-            ("table", format!("SELECT * FROM {}", quote_ident(t)))
+            let from = if d.joins.is_empty() {
+                t.to_lowercase()
+            } else {
+                star::register(d, &t.to_lowercase(), lake).await?
+            };
+            ("table", format!("SELECT * FROM {}", quote_ident(&from)))
         }
         DatasetQuery::Sql(s) => ("sql", s.clone()),
     };

@@ -364,3 +364,96 @@ async fn dimension_mistakes_are_config_errors_with_their_lines() {
         "model.toml:20: dataset[0].hierarchy[0].levels[1]: no [[dataset.dimension]] named \"nope\" in this dataset"
     );
 }
+
+/// The physical plan of a query, as `EXPLAIN` shows it through biproxy.
+async fn physical_plan(client: &tokio_postgres::Client, sql: &str) -> String {
+    rows(client, &format!("EXPLAIN {sql}"))
+        .await
+        .into_iter()
+        .filter(|r| r[0] == "physical_plan")
+        .map(|r| r[1].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn star_joins_are_pruned_when_no_dimension_column_is_used() {
+    let server = TestServer::start().await;
+    let client = server.connect("carol").await;
+    let fact_only = physical_plan(
+        &client,
+        "SELECT count(*), sum(amount) FROM sales WHERE quantity > 2",
+    )
+    .await;
+    assert!(fact_only.contains("orders/"), "{fact_only}");
+    for dim in ["customers/", "products/", "stores/"] {
+        assert!(
+            !fact_only.contains(dim),
+            "{dim} joined for a fact-only query:\n{fact_only}"
+        );
+    }
+    let by_region = physical_plan(
+        &client,
+        "SELECT region, MEASURE(revenue) FROM sales GROUP BY region",
+    )
+    .await;
+    assert!(by_region.contains("customers/"), "{by_region}");
+    assert!(
+        !by_region.contains("products/") && !by_region.contains("stores/"),
+        "{by_region}"
+    );
+    let filtered = physical_plan(
+        &client,
+        "SELECT count(*) FROM sales WHERE channel = 'Online'",
+    )
+    .await;
+    assert!(
+        filtered.contains("stores/") && !filtered.contains("customers/"),
+        "{filtered}"
+    );
+    // Pruned or not, the answers are those of the full join.
+    let got = rows(
+        &client,
+        "SELECT count(*), sum(amount) FROM sales WHERE quantity > 2",
+    )
+    .await;
+    let want = direct(
+        "SELECT count(*), sum(o.amount) FROM orders o \
+         LEFT JOIN customers c ON o.customer_id = c.customer_id \
+         LEFT JOIN products p ON o.product_id = p.product_id \
+         LEFT JOIN stores s ON o.store_id = s.store_id WHERE o.quantity > 2",
+    )
+    .await;
+    assert_eq!(got, want);
+    let got = rows(
+        &client,
+        "SELECT channel, count(*) FROM sales WHERE channel = 'Online' GROUP BY channel",
+    )
+    .await;
+    let want = direct(
+        "SELECT s.channel, count(*) FROM orders o JOIN stores s ON o.store_id = s.store_id \
+         WHERE s.channel = 'Online' GROUP BY s.channel",
+    )
+    .await;
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn join_mistakes_are_config_errors_with_their_lines() {
+    // `extra` starts at line 14; the join's `table` is on line 16.
+    let config = model_with("\n[[dataset.join]]\ntable = \"customers\"\nkey = \"order_date\"\ndimension_key = \"customer_id\"\n");
+    let err = biproxy::semantic::build(&config, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "model.toml:16: dataset \"orders\".join \"customers\": join keys have incompatible types: \
+         orders.order_date is Date32, customers.customer_id is Int64"
+    );
+    let config = model_with("\n[[dataset.join]]\ntable = \"nope\"\nkey = \"customer_id\"\n");
+    let err = biproxy::semantic::build(&config, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("model.toml:16: dataset \"orders\".join \"nope\": source \"lake\" has no table \"nope\""), "{err}");
+}

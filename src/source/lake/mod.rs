@@ -84,6 +84,26 @@ impl Lake {
         &self.ctx
     }
 
+    /// A table's provider, to build on (a star schema joins several).
+    pub async fn provider(
+        &self,
+        table: &str,
+    ) -> Option<std::sync::Arc<dyn datafusion::catalog::TableProvider>> {
+        self.ctx.table_provider(table).await.ok()
+    }
+
+    /// Make a derived table (such as a dataset's star join) nameable in dataset SQL.
+    ///
+    /// # Errors
+    /// DataFusion's error if the name is taken.
+    pub fn register(
+        &self,
+        name: &str,
+        provider: std::sync::Arc<dyn datafusion::catalog::TableProvider>,
+    ) -> datafusion::error::Result<()> {
+        self.ctx.register_table(name, provider).map(|_| ())
+    }
+
     /// The table names, sorted.
     pub fn tables(&self) -> &[String] {
         &self.tables
