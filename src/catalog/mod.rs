@@ -21,6 +21,8 @@ use datafusion_pg_catalog::setup_pg_catalog;
 
 use crate::session::settings::{Settings, SERVER_VERSION};
 
+pub mod description;
+
 /// The schema that holds a workspace's datasets.
 pub const DATASET_SCHEMA: &str = "public";
 
@@ -50,13 +52,9 @@ pub fn workspace_state(
     }
     setup_pg_catalog(&ctx, workspace, EmptyContextProvider).map_err(|e| *e)?;
     ctx.register_udf(version_udf());
-    for (name, args) in [
-        ("col_description", 2),
-        ("obj_description", 2),
-        ("shobj_description", 2),
-    ] {
-        ctx.register_udf(no_description_udf(name, args));
-    }
+    ctx.register_udf(no_description_udf("shobj_description", 2));
+    ctx.register_udf(pg_size_pretty_udf());
+    ctx.register_udf(unknown_size_udf("pg_table_size"));
     Ok(ctx.state())
 }
 
@@ -116,8 +114,8 @@ fn constant_text_udf(name: &str, value: &str) -> ScalarUDF {
     )
 }
 
-/// `col_description()` and friends: datasets carry no comments yet, which PostgreSQL
-/// reports as NULL. psql `\d+` and JDBC `getColumns` call these.
+/// `shobj_description()`: shared objects (databases, roles) carry no comments, which
+/// PostgreSQL reports as NULL; psql `\l+` calls it. Dataset comments: [`description`].
 fn no_description_udf(name: &str, args: usize) -> ScalarUDF {
     let signature = datafusion::logical_expr::Signature::any(args, Volatility::Stable);
     let udf = datafusion::logical_expr::SimpleScalarUDF::new_with_signature(
@@ -125,6 +123,55 @@ fn no_description_udf(name: &str, args: usize) -> ScalarUDF {
         signature,
         DataType::Utf8,
         Arc::new(|_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
+    );
+    ScalarUDF::from(udf)
+}
+
+/// `pg_size_pretty(bigint)`, PostgreSQL's rounding and units (psql `\dt+`, `\l+`).
+fn pg_size_pretty_udf() -> ScalarUDF {
+    create_udf(
+        "pg_size_pretty",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let sizes = args[0].clone().into_array(1)?;
+            let sizes = sizes
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                .ok_or_else(|| DataFusionError::Internal("pg_size_pretty takes bigint".into()))?;
+            let text: StringArray = sizes.iter().map(|s| s.map(size_pretty)).collect();
+            Ok(ColumnarValue::Array(Arc::new(text)))
+        }),
+    )
+}
+
+/// PostgreSQL's `pg_size_pretty`: bytes below 10 kB, then kB, MB, GB, TB, half-rounded.
+fn size_pretty(size: i64) -> String {
+    const LIMIT: i64 = 10 * 1024;
+    const LIMIT2: i64 = LIMIT * 2 - 1;
+    let half_rounded = |x: i64| (x + if x < 0 { -1 } else { 1 }) / 2;
+    if size.abs() < LIMIT {
+        return format!("{size} bytes");
+    }
+    let mut size = size >> 9;
+    for unit in ["kB", "MB", "GB"] {
+        if size.abs() < LIMIT2 {
+            return format!("{} {unit}", half_rounded(size));
+        }
+        size >>= 10;
+    }
+    format!("{} TB", half_rounded(size))
+}
+
+/// Sizes of datasets are not known (their data lives in the sources): NULL, as PostgreSQL
+/// answers for an object without storage.
+fn unknown_size_udf(name: &str) -> ScalarUDF {
+    let udf = datafusion::logical_expr::SimpleScalarUDF::new_with_signature(
+        name,
+        datafusion::logical_expr::Signature::any(1, Volatility::Stable),
+        DataType::Int64,
+        Arc::new(|_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Int64(None)))),
     );
     ScalarUDF::from(udf)
 }
@@ -156,4 +203,19 @@ fn current_setting_udf(settings: Arc<Mutex<Settings>>) -> ScalarUDF {
             Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(value))))
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_pretty;
+
+    #[test]
+    fn size_pretty_matches_postgres() {
+        // Values from PostgreSQL 15's pg_size_pretty.
+        assert_eq!(size_pretty(10239), "10239 bytes");
+        assert_eq!(size_pretty(10240), "10 kB");
+        assert_eq!(size_pretty(1_000_000), "977 kB");
+        assert_eq!(size_pretty(123_456_789), "118 MB");
+        assert_eq!(size_pretty(10_737_418_240), "10 GB");
+    }
 }

@@ -71,6 +71,9 @@ const CLIENT_QUIRKS: &[(&str, &str)] = &[
     // pgJDBC type cache: compares the `regproc` column `typinput` with a regproc literal;
     // the catalog stores regproc columns as the function's name.
     ("typinput='pg_catalog.array_in'::regproc", "typinput='array_in'"),
+    // pgJDBC `getTables` REMARKS: an unqualified `'pg_class'::regclass`, which the
+    // compatibility rewrite resolves in the current schema only; qualify it.
+    ("d.classoid = 'pg_class'::regclass", "d.classoid = 'pg_catalog.pg_class'::regclass"),
 ];
 
 /// Apply [`CLIENT_QUIRKS`]; only catalog queries are searched, so ordinary queries pay

@@ -54,6 +54,45 @@ pub struct Dataset {
     pub hierarchies: Vec<HierarchyConfig>,
 }
 
+impl Dataset {
+    /// The comments tools show for this dataset and its columns: a column's own doc, else
+    /// its calculated field's, else its dimension's description.
+    pub fn doc(&self) -> crate::catalog::description::TableDoc {
+        let columns = self
+            .table
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                let name = f.name();
+                let described = |d: &String| (!d.is_empty()).then(|| d.clone());
+                self.columns
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .and_then(|c| described(&c.description))
+                    .or_else(|| {
+                        self.fields
+                            .iter()
+                            .find(|c| &c.name == name)
+                            .and_then(|c| described(&c.description))
+                    })
+                    .or_else(|| {
+                        self.dimensions
+                            .iter()
+                            .find(|c| &c.name == name)
+                            .and_then(|c| described(&c.description))
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        crate::catalog::description::TableDoc {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            columns,
+        }
+    }
+}
+
 /// A workspace: its datasets and the template state sessions start from.
 #[derive(Debug)]
 pub struct Workspace {
@@ -173,6 +212,10 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
             .collect();
         let state = metadata::schema(&datasets)
             .and_then(|meta| crate::catalog::workspace_state(&ws.name, &providers, meta))
+            .map_err(|e| ModelError::Catalog(ws.name.clone(), e))?;
+        let docs: Vec<_> = datasets.iter().map(Dataset::doc).collect();
+        let state = crate::catalog::description::install(state, &ws.name, &docs)
+            .await
             .map_err(|e| ModelError::Catalog(ws.name.clone(), e))?;
         workspaces.insert(
             ws.name.clone(),

@@ -14,10 +14,16 @@ public class JdbcMetadata {
                 while (rs.next()) System.out.println("schema=" + rs.getString("TABLE_SCHEM"));
             }
             try (ResultSet rs = md.getTables(null, "public", "%", new String[] {"TABLE"})) {
-                while (rs.next()) System.out.println("table=" + rs.getString("TABLE_NAME") + " " + rs.getString("TABLE_TYPE"));
+                while (rs.next()) {
+                    System.out.println("table=" + rs.getString("TABLE_NAME") + " " + rs.getString("TABLE_TYPE"));
+                    if (rs.getString("REMARKS") != null) System.out.println("table_remark=" + rs.getString("TABLE_NAME") + ":" + rs.getString("REMARKS"));
+                }
             }
             try (ResultSet rs = md.getColumns(null, "public", "sales", "%")) {
-                while (rs.next()) System.out.println("column=" + rs.getString("COLUMN_NAME") + " " + rs.getString("TYPE_NAME") + " " + rs.getInt("DATA_TYPE"));
+                while (rs.next()) {
+                    System.out.println("column=" + rs.getString("COLUMN_NAME") + " " + rs.getString("TYPE_NAME") + " " + rs.getInt("DATA_TYPE"));
+                    if (rs.getString("REMARKS") != null) System.out.println("column_remark=" + rs.getString("COLUMN_NAME") + ":" + rs.getString("REMARKS"));
+                }
             }
             int types = 0;
             try (ResultSet rs = md.getTypeInfo()) {

@@ -53,6 +53,9 @@ async fn pgjdbc_database_metadata_and_prepared_query() {
         "column=city text 12".to_owned(),
         "column=amount numeric 2".to_owned(),
         "typeinfo=many".to_owned(),
+        "table_remark=sales:Orders with their customer, product and store (订单明细)".to_owned(),
+        "column_remark=region:Sales region of the customer: East, North, South, West or Central"
+            .to_owned(),
         format!("shanghai_orders={}", shanghai[0][0]),
     ] {
         assert!(

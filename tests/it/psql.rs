@@ -84,6 +84,18 @@ async fn psql_d_plus_l_and_dn_work() {
     let server = TestServer::start().await;
     let out = psql(&server, "alice", &["-At", "-c", "\\d+ sales"]).await;
     assert!(out.lines().any(|l| l.starts_with("region|text|")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("amount|numeric|")
+                && l.ends_with("|quantity × unit_price, in yuan")),
+        "the column's description is shown:\n{out}"
+    );
+    let out = psql(&server, "alice", &["-At", "-c", "\\dt+ sales"]).await;
+    assert!(
+        out.lines().any(|l| l.starts_with("public|sales|table|")
+            && l.ends_with("|Orders with their customer, product and store (订单明细)")),
+        "{out}"
+    );
     let out = psql(&server, "alice", &["-At", "-c", "\\l"]).await;
     assert!(out.lines().any(|l| l.starts_with("demo|")), "{out}");
     let out = psql(&server, "alice", &["-At", "-c", "\\dn"]).await;
