@@ -457,3 +457,48 @@ async fn join_mistakes_are_config_errors_with_their_lines() {
         .to_string();
     assert!(err.starts_with("model.toml:16: dataset \"orders\".join \"nope\": source \"lake\" has no table \"nope\""), "{err}");
 }
+
+#[tokio::test]
+async fn every_measure_by_every_dimension_equals_the_raw_aggregate() {
+    let server = TestServer::start().await;
+    let client = server.connect("carol").await;
+    // (measure, the same aggregate over the raw tables o/c/p/s)
+    let measures = [
+        ("revenue", "sum(o.amount)"),
+        ("total_cost", "sum(o.cost)"),
+        ("orders", "count(*)"),
+        ("customers", "count(DISTINCT o.customer_id)"),
+        ("units", "sum(o.quantity)"),
+        ("avg_price", "avg(o.unit_price)"),
+        ("gross_profit", "sum(o.amount) - sum(o.cost)"),
+    ];
+    // (dimension column of the dataset, the same expression over the raw tables)
+    let dimensions = [
+        ("region", "c.region"),
+        ("province", "c.province"),
+        ("city", "c.city"),
+        ("segment", "c.segment"),
+        ("category", "p.category"),
+        ("brand", "p.brand"),
+        ("channel", "s.channel"),
+        ("order_date_quarter", "CAST(date_trunc('quarter', o.order_date) AS DATE)"),
+        ("price_band", "CASE WHEN o.unit_price < 100 THEN '低价' WHEN o.unit_price < 1000 THEN '中价' ELSE '高价' END"),
+    ];
+    for (dim, raw_dim) in dimensions {
+        for (measure, raw_agg) in measures {
+            let got = rows(
+                &client,
+                &format!("SELECT {dim}, CAST(MEASURE({measure}) AS VARCHAR) FROM sales GROUP BY {dim} ORDER BY {dim}"),
+            )
+            .await;
+            let want = direct(&format!(
+                "SELECT {raw_dim} AS d, CAST({raw_agg} AS VARCHAR) FROM orders o \
+                 JOIN customers c ON o.customer_id = c.customer_id \
+                 JOIN products p ON o.product_id = p.product_id \
+                 JOIN stores s ON o.store_id = s.store_id GROUP BY d ORDER BY d"
+            ))
+            .await;
+            assert_eq!(got, want, "MEASURE({measure}) by {dim}");
+        }
+    }
+}
