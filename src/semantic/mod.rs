@@ -145,32 +145,7 @@ pub enum ModelError {
 /// # Errors
 /// All dataset errors at once, with file and line; or the first source that fails to open.
 pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelError> {
-    let mut lakes = HashMap::new();
-    for source in &config.sources {
-        let SourceKind::Lake { path, demo: spec } = &source.kind;
-        let fail = |cause| ModelError::Source {
-            source_name: source.name.clone(),
-            cause,
-        };
-        if spec.is_some() && !generate_demo && !path.exists() {
-            tracing::info!(source = %source.name, "demo data not generated yet; its datasets are not checked");
-            continue;
-        }
-        if let Some(spec) = spec.as_ref().filter(|_| generate_demo) {
-            let (path, spec) = (path.clone(), spec.clone());
-            tokio::task::spawn_blocking(move || demo::ensure(&path, &spec))
-                .await
-                .map_err(|e| {
-                    ModelError::Catalog(
-                        "(demo)".into(),
-                        datafusion::error::DataFusionError::External(Box::new(e)),
-                    )
-                })?
-                .map_err(|e| fail(LakeError::Demo(e)))?;
-        }
-        let lake = Lake::open(path).await.map_err(fail)?;
-        lakes.insert(source.name.clone(), lake);
-    }
+    let lakes = open_sources(config, generate_demo).await?;
     let mut errors = Vec::new();
     let mut workspaces = HashMap::new();
     for ws in &config.workspaces {
@@ -179,59 +154,111 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
             let Some(lake) = lakes.get(&d.source) else {
                 continue;
             };
-            match plan_dataset(d, lake).await {
-                Ok((table, generated)) => {
-                    let mut found = check_columns(d, &table.schema());
-                    found.extend(measure::check(d));
-                    found.extend(dimension::check(d, &table.schema()));
-                    if found.is_empty() {
-                        datasets.push(Dataset {
-                            name: d.name.to_lowercase(),
-                            description: d.description.clone(),
-                            table: Arc::new(table),
-                            measures: d.measures.clone(),
-                            columns: d.columns.clone(),
-                            fields: d.fields.iter().cloned().chain(generated).collect(),
-                            dimensions: d.dimensions.clone(),
-                            hierarchies: d.hierarchies.clone(),
-                        });
-                    }
-                    errors.extend(found);
-                }
-                Err(e) => errors.push(e),
+            match dataset(d, lake).await {
+                Ok(dataset) => datasets.push(dataset),
+                Err(found) => errors.extend(found),
             }
         }
-        let providers: Vec<(String, Arc<dyn TableProvider>)> = datasets
-            .iter()
-            .map(|d| {
-                (
-                    d.name.clone(),
-                    Arc::clone(&d.table) as Arc<dyn TableProvider>,
-                )
-            })
-            .collect();
-        let state = metadata::schema(&datasets)
-            .and_then(|meta| crate::catalog::workspace_state(&ws.name, &providers, meta))
-            .map_err(|e| ModelError::Catalog(ws.name.clone(), e))?;
-        let docs: Vec<_> = datasets.iter().map(Dataset::doc).collect();
-        let state = crate::catalog::description::install(state, &ws.name, &docs)
-            .await
-            .map_err(|e| ModelError::Catalog(ws.name.clone(), e))?;
-        workspaces.insert(
-            ws.name.clone(),
-            Arc::new(Workspace {
-                name: ws.name.clone(),
-                description: ws.description.clone(),
-                datasets,
-                state,
-            }),
-        );
+        let workspace = workspace(&ws.name, &ws.description, datasets).await?;
+        workspaces.insert(ws.name.clone(), Arc::new(workspace));
     }
     if errors.is_empty() {
         Ok(Model { workspaces })
     } else {
         Err(ModelError::Config(errors))
     }
+}
+
+/// Open every source, generating demo data first where configured (and allowed).
+async fn open_sources(
+    config: &Config,
+    generate_demo: bool,
+) -> Result<HashMap<String, Lake>, ModelError> {
+    let mut lakes = HashMap::new();
+    for source in &config.sources {
+        let SourceKind::Lake { path, demo: spec } = &source.kind;
+        if spec.is_some() && !generate_demo && !path.exists() {
+            tracing::info!(source = %source.name, "demo data not generated yet; its datasets are not checked");
+            continue;
+        }
+        let opened = async {
+            if let Some(spec) = spec.as_ref().filter(|_| generate_demo) {
+                ensure_demo(path, spec).await?;
+            }
+            Lake::open(path).await
+        };
+        let lake = opened.await.map_err(|cause| ModelError::Source {
+            source_name: source.name.clone(),
+            cause,
+        })?;
+        lakes.insert(source.name.clone(), lake);
+    }
+    Ok(lakes)
+}
+
+/// Generate the demo data off the async threads (it is CPU and disk work).
+async fn ensure_demo(path: &std::path::Path, spec: &demo::DemoSpec) -> Result<(), LakeError> {
+    let (path, spec) = (path.to_path_buf(), spec.clone());
+    let generated = tokio::task::spawn_blocking(move || demo::ensure(&path, &spec))
+        .await
+        .map_err(|e| demo::DemoError::Io {
+            path: std::path::PathBuf::from("(generator task)"),
+            source: std::io::Error::other(e),
+        })?;
+    generated.map(|_| ()).map_err(LakeError::Demo)
+}
+
+/// Plan a dataset and check its model against the planned columns.
+async fn dataset(d: &DatasetConfig, lake: &Lake) -> Result<Dataset, Vec<ConfigError>> {
+    let (table, generated) = plan_dataset(d, lake).await.map_err(|e| vec![e])?;
+    let schema = table.schema();
+    let mut found = check_columns(d, &schema);
+    found.extend(measure::check(d));
+    found.extend(dimension::check(d, &schema));
+    if !found.is_empty() {
+        return Err(found);
+    }
+    Ok(Dataset {
+        name: d.name.to_lowercase(),
+        description: d.description.clone(),
+        table: Arc::new(table),
+        measures: d.measures.clone(),
+        columns: d.columns.clone(),
+        fields: d.fields.iter().cloned().chain(generated).collect(),
+        dimensions: d.dimensions.clone(),
+        hierarchies: d.hierarchies.clone(),
+    })
+}
+
+/// A workspace's template state: its datasets, the model schema, the catalog, comments.
+async fn workspace(
+    name: &str,
+    description: &str,
+    datasets: Vec<Dataset>,
+) -> Result<Workspace, ModelError> {
+    let fail = |e| ModelError::Catalog(name.to_owned(), e);
+    let providers: Vec<(String, Arc<dyn TableProvider>)> = datasets
+        .iter()
+        .map(|d| {
+            (
+                d.name.clone(),
+                Arc::clone(&d.table) as Arc<dyn TableProvider>,
+            )
+        })
+        .collect();
+    let state = metadata::schema(&datasets)
+        .and_then(|meta| crate::catalog::workspace_state(name, &providers, meta))
+        .map_err(fail)?;
+    let docs: Vec<_> = datasets.iter().map(Dataset::doc).collect();
+    let state = crate::catalog::description::install(state, name, &docs)
+        .await
+        .map_err(fail)?;
+    Ok(Workspace {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        datasets,
+        state,
+    })
 }
 
 /// Plan one dataset against its source.
