@@ -52,6 +52,8 @@ impl SqlState {
     pub const INVALID_TEXT_REPRESENTATION: SqlState = SqlState("22P02");
     /// `26000`: a prepared statement name that does not exist.
     pub const INVALID_SQL_STATEMENT_NAME: SqlState = SqlState("26000");
+    /// `08001`: a source cannot be reached.
+    pub const CANNOT_CONNECT: SqlState = SqlState("08001");
     /// `53300`: too many connections.
     pub const TOO_MANY_CONNECTIONS: SqlState = SqlState("53300");
     /// `XX000`: a bug or an unexpected failure inside biproxy.
@@ -109,6 +111,14 @@ pub enum Error {
     /// Anything else raised by the query engine while planning or executing.
     #[error("{0}")]
     Engine(String),
+    /// A source failed; the SQLSTATE is the one the source error carries.
+    #[error("{message}")]
+    Source {
+        /// What the client receives.
+        sqlstate: SqlState,
+        /// The source's name and the reason.
+        message: String,
+    },
     /// A failure that is our bug, not the user's mistake.
     #[error("internal error: {0}")]
     Internal(String),
@@ -133,6 +143,7 @@ impl Error {
             Error::Canceled | Error::Timeout => SqlState::QUERY_CANCELED,
             Error::DivisionByZero => SqlState::DIVISION_BY_ZERO,
             Error::Engine(_) => SqlState::INTERNAL_ERROR,
+            Error::Source { sqlstate, .. } => *sqlstate,
             Error::Internal(_) => SqlState::INTERNAL_ERROR,
         }
     }
@@ -145,6 +156,12 @@ impl Error {
     pub fn from_datafusion(err: &DataFusionError) -> Error {
         use datafusion::arrow::error::ArrowError;
         use datafusion::sql::sqlparser::parser::ParserError;
+        if let Some(e) = source_error(err) {
+            return Error::Source {
+                sqlstate: e.sqlstate(),
+                message: e.to_string(),
+            };
+        }
         match err.find_root() {
             DataFusionError::SQL(e, _) => match e.as_ref() {
                 ParserError::ParserError(m) | ParserError::TokenizerError(m) => {
@@ -194,6 +211,22 @@ impl From<Error> for PgWireError {
     fn from(err: Error) -> Self {
         err.into_pgwire()
     }
+}
+
+/// The source failure behind `err`, however DataFusion wrapped it.
+fn source_error(err: &DataFusionError) -> Option<&crate::source::SourceError> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        if let Some(found) = e.downcast_ref::<crate::source::SourceError>() {
+            return Some(found);
+        }
+        if let Some(DataFusionError::External(inner)) = e.downcast_ref::<DataFusionError>() {
+            cause = Some(inner.as_ref());
+            continue;
+        }
+        cause = e.source();
+    }
+    None
 }
 
 fn schema_error(err: &datafusion::common::SchemaError) -> Error {

@@ -14,7 +14,8 @@
 //! - [`plan`]: parse, classify, answer session commands locally, plan the rest.
 //! - [`catalog`]: `pg_catalog`, `information_schema` and PostgreSQL functions clients need.
 //! - [`semantic`]: datasets, the tables a workspace shows its clients.
-//! - [`source`]: where the data lives; today the embedded lake of Parquet files.
+//! - [`source`]: where the data lives: Parquet lakes, PostgreSQL and MySQL, and what each
+//!   can run when a query is pushed down to it.
 //! - [`error`]: the crate error, its SQLSTATE, and the single mapping to the wire.
 
 pub mod auth;

@@ -21,6 +21,7 @@ use datafusion_pg_catalog::setup_pg_catalog;
 
 use crate::session::settings::{Settings, SERVER_VERSION};
 
+pub mod datasets;
 pub mod description;
 
 /// The schema that holds a workspace's datasets.
@@ -37,13 +38,28 @@ pub const MODEL_SCHEMA: &str = "biproxy";
 pub fn workspace_state(
     workspace: &str,
     datasets: &[(String, Arc<dyn TableProvider>)],
+    unavailable: &[datasets::Unavailable],
     model: Arc<dyn SchemaProvider>,
 ) -> DfResult<SessionState> {
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(workspace, DATASET_SCHEMA)
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(true);
-    let ctx = SessionContext::new_with_config(config);
+    let mut rules = datafusion::optimizer::Optimizer::new().rules;
+    rules.push(Arc::new(crate::plan::pushdown::Pushdown));
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_optimizer_rules(rules)
+        .with_query_planner(Arc::new(datafusion_federation::FederatedQueryPlanner::new()))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    if let Some(catalog) = ctx.catalog(workspace) {
+        catalog.register_schema(
+            DATASET_SCHEMA,
+            Arc::new(datasets::DatasetSchema::new(unavailable)),
+        )?;
+    }
     for (name, provider) in datasets {
         ctx.register_table(name.as_str(), Arc::clone(provider))?;
     }

@@ -62,12 +62,39 @@ pub struct TlsSection {
 pub struct SourceSection {
     /// Name datasets use to refer to this source.
     pub name: Spanned<String>,
-    /// The connector: `lake` (a directory of Parquet tables).
+    /// The connector: `lake` (a directory of Parquet tables), `postgres`, `mysql` or
+    /// `sqlserver`.
     pub kind: Spanned<String>,
     /// For `lake`: the directory holding one subdirectory (or `.parquet` file) per table.
     pub path: Option<Spanned<String>>,
     /// For `lake`: generate the demo retail data here on first start.
     pub demo: Option<DemoSection>,
+    /// For database sources: host name or address.
+    pub host: Option<Spanned<String>>,
+    /// For database sources: TCP port. Default: the engine's (5432, 3306, 1433).
+    pub port: Option<Spanned<i64>>,
+    /// For database sources: the database to connect to.
+    pub database: Option<Spanned<String>>,
+    /// For database sources: the schema whose tables datasets name. Default: `public`
+    /// (postgres), the database (mysql), `dbo` (sqlserver).
+    pub schema: Option<Spanned<String>>,
+    /// For database sources: login user; `${VAR}` reads an environment variable.
+    pub user: Option<Spanned<String>>,
+    /// For database sources: password; `${VAR}` reads an environment variable.
+    pub password: Option<Spanned<String>>,
+    /// Connections kept at most. Default: 8.
+    pub pool_size: Option<Spanned<i64>>,
+    /// How long a query waits for a free connection before failing with 53300. Default: 5s.
+    pub pool_timeout: Option<Spanned<String>>,
+    /// How long opening a connection may take. Default: 5s.
+    pub connect_timeout: Option<Spanned<String>>,
+    /// Statement timeout set on every source connection; `0` = none. Default: 0.
+    pub statement_timeout: Option<Spanned<String>>,
+    /// `disable` (default) or `require`: TLS to the source, verifying its certificate.
+    pub tls: Option<Spanned<String>>,
+    /// PEM file of CA certificates trusted for the source's TLS certificate (besides the
+    /// public web roots).
+    pub ca_file: Option<Spanned<String>>,
 }
 
 /// `demo = { orders = 1000000, seed = 20240101 }` on a lake source.
@@ -135,8 +162,11 @@ pub struct DatasetSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JoinSection {
-    /// The dimension table, in the same source.
+    /// The dimension table.
     pub table: Spanned<String>,
+    /// The source holding the dimension table. Default: the dataset's source. A join to
+    /// another source runs in biproxy, each side's filters still pushed to its source.
+    pub source: Option<Spanned<String>>,
     /// Key column of the dataset's table.
     pub key: Spanned<String>,
     /// Key column of the dimension table. Default: the same name as `key`.

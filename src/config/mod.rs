@@ -7,11 +7,13 @@
 
 pub mod file;
 mod model;
+mod source;
 
 pub use model::{
     Aggregation, ColumnDoc, DimensionConfig, DimensionKind, FieldConfig, GeoRole, Granularity,
     HierarchyConfig, JoinConfig, MeasureConfig, MeasureDef,
 };
+pub use source::{Engine, SourceKind, SourceTls, SqlSourceConfig};
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -21,7 +23,6 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::auth::scram::Verifier;
-use crate::source::lake::demo::DemoSpec;
 
 /// The demo configuration compiled into the binary, served when no `--config` is given.
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
@@ -77,18 +78,6 @@ pub struct SourceConfig {
     pub name: String,
     /// Connector and its settings.
     pub kind: SourceKind,
-}
-
-/// The connector of a source.
-#[derive(Debug, Clone)]
-pub enum SourceKind {
-    /// A directory of Parquet tables read in-process.
-    Lake {
-        /// The directory, resolved against the config file's directory.
-        path: PathBuf,
-        /// Generate the demo data into `path` when it is missing.
-        demo: Option<DemoSpec>,
-    },
 }
 
 /// A workspace, resolved.
@@ -399,65 +388,6 @@ impl Resolver<'_> {
         out
     }
 
-    fn sources(&mut self, sources: Vec<file::SourceSection>) -> Vec<SourceConfig> {
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for (i, s) in sources.into_iter().enumerate() {
-            if !seen.insert(s.name.get_ref().clone()) {
-                self.error(
-                    &s.name,
-                    format!("source[{i}].name"),
-                    format!("duplicate source \"{}\"", s.name.get_ref()),
-                );
-            }
-            if s.kind.get_ref() != "lake" {
-                self.error(
-                    &s.kind,
-                    format!("source[{i}].kind"),
-                    format!(
-                        "unknown source kind \"{}\"; supported: lake",
-                        s.kind.get_ref()
-                    ),
-                );
-                continue;
-            }
-            let Some(path) = &s.path else {
-                self.error(
-                    &s.name,
-                    format!("source[{i}].path"),
-                    "a lake source needs `path`, the directory of its tables",
-                );
-                continue;
-            };
-            let demo = s.demo.as_ref().map(|d| self.demo(d, i));
-            out.push(SourceConfig {
-                name: s.name.get_ref().clone(),
-                kind: SourceKind::Lake {
-                    path: self.base.join(path.get_ref()),
-                    demo,
-                },
-            });
-        }
-        out
-    }
-
-    fn demo(&mut self, d: &file::DemoSection, i: usize) -> DemoSpec {
-        let mut spec = DemoSpec::default();
-        if let Some(orders) = &d.orders {
-            spec.orders = self.ranged(
-                &Some(orders.clone()),
-                &format!("source[{i}].demo.orders"),
-                1,
-                100_000_000,
-                0,
-            ) as u64;
-        }
-        if let Some(seed) = d.seed {
-            spec.seed = seed;
-        }
-        spec
-    }
-
     fn workspaces(
         &mut self,
         ws: Vec<file::WorkspaceSection>,
@@ -528,6 +458,17 @@ impl Resolver<'_> {
                     format!("dataset[{i}].source"),
                     format!("no [[source]] named \"{}\"", d.source.get_ref()),
                 );
+            }
+            for (j, join) in d.joins.iter().enumerate() {
+                if let Some(s) = join.source.as_ref() {
+                    if !sources.iter().any(|x| &x.name == s.get_ref()) {
+                        self.error(
+                            s,
+                            format!("dataset[{i}].join[{j}].source"),
+                            format!("no [[source]] named \"{}\"", s.get_ref()),
+                        );
+                    }
+                }
             }
             let query = match (d.table, d.sql) {
                 (Some(t), None) => DatasetQuery::Table(t.into_inner()),
@@ -636,13 +577,24 @@ workspace = "w"
 name = "d"
 source = "missing"
 table = "t"
+
+[[source]]
+name = "pg"
+kind = "postgres"
+database = "shop"
+user = "u"
+password = "${BIPROXY_TEST_SURELY_UNSET}"
+pool_timeout = "soon"
 "#;
         let errs = parse(text, "bad.toml", Path::new(".")).unwrap_err();
         let lines: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
         assert_eq!(
             lines,
             vec![
-                "bad.toml:4: source[0].kind: unknown source kind \"oracle\"; supported: lake",
+                "bad.toml:4: source[0].kind: unknown source kind \"oracle\"; supported: lake, postgres, mysql, sqlserver",
+                "bad.toml:17: source[1].host: is required for a database source",
+                "bad.toml:21: source[1].password: environment variable BIPROXY_TEST_SURELY_UNSET is not set (it is named as ${BIPROXY_TEST_SURELY_UNSET})",
+                "bad.toml:22: source[1].pool_timeout: \"soon\" is not a duration such as 0, 250ms, 30s, 5min or 2h",
                 "bad.toml:8: workspace[0].members[0]: no [[user]] named \"nobody\"",
                 "bad.toml:13: dataset[0].source: no [[source]] named \"missing\"",
             ]

@@ -14,6 +14,8 @@ use super::{file, Origin, Resolver};
 pub struct JoinConfig {
     /// The dimension table.
     pub table: String,
+    /// Its source, when not the dataset's own.
+    pub source: Option<String>,
     /// Key column of the dataset's table.
     pub key: String,
     /// Key column of the dimension table.
@@ -488,6 +490,7 @@ impl Resolver<'_> {
             };
             out.push(JoinConfig {
                 table: join.table.get_ref().to_lowercase(),
+                source: join.source.as_ref().map(|s| s.get_ref().clone()),
                 key: join.key.get_ref().to_lowercase(),
                 dimension_key: join
                     .dimension_key

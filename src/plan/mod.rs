@@ -7,6 +7,7 @@
 
 pub mod classify;
 pub mod names;
+pub mod pushdown;
 
 use std::collections::HashMap;
 

@@ -20,11 +20,13 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
+use crate::catalog::datasets::Unavailable;
 use crate::config::{
     ColumnDoc, Config, ConfigError, DatasetConfig, DatasetQuery, DimensionConfig, FieldConfig,
     HierarchyConfig, MeasureConfig, MeasureDef, SourceKind,
 };
-use crate::source::lake::{demo, Lake, LakeError};
+use crate::source::lake::{demo, LakeError};
+use crate::source::{OpenError, Source};
 
 pub mod dimension;
 pub mod field;
@@ -131,7 +133,7 @@ pub enum ModelError {
         /// Source name.
         source_name: String,
         /// What failed.
-        cause: LakeError,
+        cause: OpenError,
     },
     /// Building a catalog failed (a bug).
     #[error("cannot build the catalog of workspace \"{0}\": {1}")]
@@ -145,21 +147,32 @@ pub enum ModelError {
 /// # Errors
 /// All dataset errors at once, with file and line; or the first source that fails to open.
 pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelError> {
-    let lakes = open_sources(config, generate_demo).await?;
+    let (sources, down) = open_sources(config, generate_demo).await?;
     let mut errors = Vec::new();
     let mut workspaces = HashMap::new();
     for ws in &config.workspaces {
         let mut datasets = Vec::new();
+        let mut unavailable = Vec::new();
         for d in config.datasets.iter().filter(|d| d.workspace == ws.name) {
-            let Some(lake) = lakes.get(&d.source) else {
+            let needs =
+                std::iter::once(&d.source).chain(d.joins.iter().filter_map(|j| j.source.as_ref()));
+            if let Some((source, reason)) = needs.filter_map(|s| down.get_key_value(s)).next() {
+                unavailable.push(Unavailable {
+                    dataset: d.name.to_lowercase(),
+                    source: source.clone(),
+                    reason: reason.clone(),
+                });
                 continue;
-            };
-            match dataset(d, lake).await {
+            }
+            if !sources.contains_key(&d.source) {
+                continue;
+            }
+            match dataset(d, &sources).await {
                 Ok(dataset) => datasets.push(dataset),
                 Err(found) => errors.extend(found),
             }
         }
-        let workspace = workspace(&ws.name, &ws.description, datasets).await?;
+        let workspace = workspace(&ws.name, &ws.description, datasets, &unavailable).await?;
         workspaces.insert(ws.name.clone(), Arc::new(workspace));
     }
     if errors.is_empty() {
@@ -169,31 +182,51 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
     }
 }
 
-/// Open every source, generating demo data first where configured (and allowed).
+/// Open every source, generating demo data first where configured (and allowed). A
+/// database that cannot be reached is logged and left out, with its datasets: one source
+/// being down must not keep the others from being served.
 async fn open_sources(
     config: &Config,
     generate_demo: bool,
-) -> Result<HashMap<String, Lake>, ModelError> {
-    let mut lakes = HashMap::new();
+) -> Result<(HashMap<String, Source>, HashMap<String, String>), ModelError> {
+    let mut sources = HashMap::new();
+    let mut down = HashMap::new();
     for source in &config.sources {
-        let SourceKind::Lake { path, demo: spec } = &source.kind;
-        if spec.is_some() && !generate_demo && !path.exists() {
-            tracing::info!(source = %source.name, "demo data not generated yet; its datasets are not checked");
-            continue;
-        }
-        let opened = async {
-            if let Some(spec) = spec.as_ref().filter(|_| generate_demo) {
-                ensure_demo(path, spec).await?;
+        if let SourceKind::Lake { path, demo: spec } = &source.kind {
+            if spec.is_some() && !generate_demo && !path.exists() {
+                tracing::info!(source = %source.name, "demo data not generated yet; its datasets are not checked");
+                continue;
             }
-            Lake::open(path).await
-        };
-        let lake = opened.await.map_err(|cause| ModelError::Source {
-            source_name: source.name.clone(),
-            cause,
-        })?;
-        lakes.insert(source.name.clone(), lake);
+            if let Some(spec) = spec.as_ref().filter(|_| generate_demo) {
+                ensure_demo(path, spec)
+                    .await
+                    .map_err(|cause| ModelError::Source {
+                        source_name: source.name.clone(),
+                        cause: cause.into(),
+                    })?;
+            }
+        }
+        match Source::open(source).await {
+            Ok(opened) => {
+                sources.insert(source.name.clone(), opened);
+            }
+            Err(OpenError::Sql(e)) => {
+                tracing::error!(source = %source.name, error = %e, "source unavailable; its datasets answer 08001 until restart");
+                down.insert(source.name.clone(), e.to_string());
+            }
+            Err(OpenError::Unsupported(name, reason)) => {
+                tracing::error!(source = %name, "{reason}");
+                down.insert(name, reason);
+            }
+            Err(cause) => {
+                return Err(ModelError::Source {
+                    source_name: source.name.clone(),
+                    cause,
+                })
+            }
+        }
     }
-    Ok(lakes)
+    Ok((sources, down))
 }
 
 /// Generate the demo data off the async threads (it is CPU and disk work).
@@ -209,8 +242,11 @@ async fn ensure_demo(path: &std::path::Path, spec: &demo::DemoSpec) -> Result<()
 }
 
 /// Plan a dataset and check its model against the planned columns.
-async fn dataset(d: &DatasetConfig, lake: &Lake) -> Result<Dataset, Vec<ConfigError>> {
-    let (table, generated) = plan_dataset(d, lake).await.map_err(|e| vec![e])?;
+async fn dataset(
+    d: &DatasetConfig,
+    sources: &HashMap<String, Source>,
+) -> Result<Dataset, Vec<ConfigError>> {
+    let (table, generated) = plan_dataset(d, sources).await.map_err(|e| vec![e])?;
     let schema = table.schema();
     let mut found = check_columns(d, &schema);
     found.extend(measure::check(d));
@@ -235,6 +271,7 @@ async fn workspace(
     name: &str,
     description: &str,
     datasets: Vec<Dataset>,
+    unavailable: &[Unavailable],
 ) -> Result<Workspace, ModelError> {
     let fail = |e| ModelError::Catalog(name.to_owned(), e);
     let providers: Vec<(String, Arc<dyn TableProvider>)> = datasets
@@ -247,7 +284,7 @@ async fn workspace(
         })
         .collect();
     let state = metadata::schema(&datasets)
-        .and_then(|meta| crate::catalog::workspace_state(name, &providers, meta))
+        .and_then(|meta| crate::catalog::workspace_state(name, &providers, unavailable, meta))
         .map_err(fail)?;
     let docs: Vec<_> = datasets.iter().map(Dataset::doc).collect();
     let state = crate::catalog::description::install(state, name, &docs)
@@ -264,8 +301,9 @@ async fn workspace(
 /// Plan one dataset against its source.
 async fn plan_dataset(
     d: &DatasetConfig,
-    lake: &Lake,
+    sources: &HashMap<String, Source>,
 ) -> Result<(DatasetTable, Vec<FieldConfig>), ConfigError> {
+    let lake = &sources[&d.source];
     let (field, sql) = match &d.query {
         DatasetQuery::Table(t) => {
             if !lake.tables().iter().any(|x| x == &t.to_lowercase()) {
@@ -282,7 +320,7 @@ async fn plan_dataset(
             let from = if d.joins.is_empty() {
                 t.to_lowercase()
             } else {
-                star::register(d, &t.to_lowercase(), lake).await?
+                star::register(d, &t.to_lowercase(), sources).await?
             };
             ("table", format!("SELECT * FROM {}", quote_ident(&from)))
         }
@@ -317,8 +355,8 @@ async fn plan_dataset(
     ))
 }
 
-/// Plan read-only SQL against a lake's tables; the error text is the user-facing one.
-async fn plan_sql(lake: &Lake, sql: &str) -> Result<LogicalPlan, String> {
+/// Plan read-only SQL against a source's tables; the error text is the user-facing one.
+async fn plan_sql(lake: &Source, sql: &str) -> Result<LogicalPlan, String> {
     let options = datafusion::execution::context::SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)

@@ -23,7 +23,8 @@ use datafusion::logical_expr::{Expr, JoinType, LogicalPlanBuilder, TableProvider
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::config::{ConfigError, DatasetConfig};
-use crate::source::lake::Lake;
+use crate::source::Source;
+use std::collections::HashMap;
 
 /// One dimension joined to the fact table.
 #[derive(Debug, Clone)]
@@ -251,8 +252,9 @@ impl TableProvider for StarTable {
 pub async fn register(
     d: &DatasetConfig,
     fact_table: &str,
-    lake: &Lake,
+    sources: &HashMap<String, Source>,
 ) -> Result<String, ConfigError> {
+    let lake = &sources[&d.source];
     let fact = lake.provider(fact_table).await.ok_or_else(|| {
         ConfigError::at(
             &d.origin,
@@ -269,12 +271,15 @@ pub async fn register(
                 m,
             )
         };
-        let dim = lake.provider(&j.table).await.ok_or_else(|| {
+        let dim_source_name = j.source.as_deref().unwrap_or(&d.source);
+        let dim_source = sources
+            .get(dim_source_name)
+            .ok_or_else(|| err(format!("source \"{dim_source_name}\" is not available")))?;
+        let dim = dim_source.provider(&j.table).await.ok_or_else(|| {
             err(format!(
-                "source \"{}\" has no table \"{}\"; it has: {}",
-                d.source,
+                "source \"{dim_source_name}\" has no table \"{}\"; it has: {}",
                 j.table,
-                lake.tables().join(", ")
+                dim_source.tables().join(", ")
             ))
         })?;
         let fact_key = fact

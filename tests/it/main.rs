@@ -4,7 +4,8 @@
 //! socket with a real client: tokio-postgres, and the `psql` binary for the `\d` family.
 //! Where new tests go: the command line in `cli`; protocol and errors in `wire`; catalog
 //! and session commands in `catalog`; psql in `psql`; pgJDBC in `jdbc`; cancellation and
-//! timeouts in `cancel`; TLS in `tls`; measures and the model schema in `semantic`.
+//! timeouts in `cancel`; TLS in `tls`; measures and the model schema in `semantic`;
+//! PostgreSQL and MySQL sources (pushdown, types, faults) in `sources`.
 //! Golden SQL files go in `tests/slt/*.slt` (run by `slt`; `BIPROXY_SLT_COMPLETE=1`
 //! rewrites their expected output for review).
 
@@ -15,6 +16,7 @@ mod jdbc;
 mod psql;
 mod semantic;
 mod slt;
+mod sources;
 mod support;
 mod tls;
 mod wire;

@@ -1,15 +1,14 @@
 //! The `lake` source: a directory of Parquet tables, read in-process by DataFusion.
 //!
 //! Each subdirectory (or `.parquet` file) of the source's path is one table, named after
-//! it. The tables live in a private DataFusion context that only dataset definitions are
-//! planned against; clients never see it directly.
+//! it, read in-process by DataFusion.
 
 pub mod demo;
 
 use std::path::{Path, PathBuf};
 
 use datafusion::execution::options::ParquetReadOptions;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 
 /// Why a lake could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -39,75 +38,25 @@ pub enum LakeError {
     Demo(#[from] demo::DemoError),
 }
 
-/// An opened lake: its tables, registered in a private context.
-#[derive(Clone)]
-pub struct Lake {
-    ctx: SessionContext,
-    tables: Vec<String>,
-}
-
-impl std::fmt::Debug for Lake {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lake")
-            .field("tables", &self.tables)
-            .finish_non_exhaustive()
+/// Register every table found under `dir` in `ctx`; returns their names, sorted.
+///
+/// # Errors
+/// [`LakeError`] naming the directory or table that failed.
+pub async fn open(dir: &Path, ctx: &SessionContext) -> Result<Vec<String>, LakeError> {
+    let mut tables = Vec::new();
+    for (name, path) in table_paths(dir)? {
+        let url = path.to_string_lossy().into_owned();
+        ctx.register_parquet(name.as_str(), &url, ParquetReadOptions::default())
+            .await
+            .map_err(|e| LakeError::Table {
+                table: name.clone(),
+                path: path.clone(),
+                source: Box::new(e),
+            })?;
+        tables.push(name);
     }
-}
-
-impl Lake {
-    /// Register every table found under `dir`.
-    ///
-    /// # Errors
-    /// [`LakeError`] naming the directory or table that failed.
-    pub async fn open(dir: &Path) -> Result<Lake, LakeError> {
-        let ctx = SessionContext::new_with_config(
-            SessionConfig::new().with_default_catalog_and_schema("lake", "public"),
-        );
-        let mut tables = Vec::new();
-        for (name, path) in table_paths(dir)? {
-            let url = path.to_string_lossy().into_owned();
-            ctx.register_parquet(name.as_str(), &url, ParquetReadOptions::default())
-                .await
-                .map_err(|e| LakeError::Table {
-                    table: name.clone(),
-                    path: path.clone(),
-                    source: Box::new(e),
-                })?;
-            tables.push(name);
-        }
-        tables.sort();
-        Ok(Lake { ctx, tables })
-    }
-
-    /// The private context holding the tables; dataset SQL is planned here.
-    pub fn context(&self) -> &SessionContext {
-        &self.ctx
-    }
-
-    /// A table's provider, to build on (a star schema joins several).
-    pub async fn provider(
-        &self,
-        table: &str,
-    ) -> Option<std::sync::Arc<dyn datafusion::catalog::TableProvider>> {
-        self.ctx.table_provider(table).await.ok()
-    }
-
-    /// Make a derived table (such as a dataset's star join) nameable in dataset SQL.
-    ///
-    /// # Errors
-    /// DataFusion's error if the name is taken.
-    pub fn register(
-        &self,
-        name: &str,
-        provider: std::sync::Arc<dyn datafusion::catalog::TableProvider>,
-    ) -> datafusion::error::Result<()> {
-        self.ctx.register_table(name, provider).map(|_| ())
-    }
-
-    /// The table names, sorted.
-    pub fn tables(&self) -> &[String] {
-        &self.tables
-    }
+    tables.sort();
+    Ok(tables)
 }
 
 /// Subdirectories holding Parquet files, and loose `.parquet` files, as (name, path).

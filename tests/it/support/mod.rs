@@ -32,7 +32,13 @@ pub(crate) fn demo_dir() -> &'static Path {
 /// The built-in demo config, pointed at the test data and an ephemeral port. `extra`
 /// is TOML appended to `[server]`.
 pub(crate) fn demo_config(server_extra: &str) -> Config {
-    let text = config::DEMO_CONFIG
+    let text = demo_config_text(server_extra);
+    config::parse(&text, "test.toml", Path::new(".")).expect("test config is valid")
+}
+
+/// The text of [`demo_config`], for tests that append sections to it.
+pub(crate) fn demo_config_text(server_extra: &str) -> String {
+    config::DEMO_CONFIG
         .replace("listen = \"127.0.0.1:15432\"", "listen = \"127.0.0.1:0\"")
         .replace(
             "statement_timeout = \"0\"",
@@ -45,8 +51,7 @@ pub(crate) fn demo_config(server_extra: &str) -> Config {
         .lines()
         .filter(|l| !l.starts_with("demo = {"))
         .collect::<Vec<_>>()
-        .join("\n");
-    config::parse(&text, "test.toml", Path::new(".")).expect("test config is valid")
+        .join("\n")
 }
 
 /// A biproxy serving on 127.0.0.1 with an ephemeral port; stops when dropped.

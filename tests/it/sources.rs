@@ -1,0 +1,378 @@
+//! PostgreSQL and MySQL sources: pushdown as one statement, types, cross-source joins and
+//! faults, against the real servers on this machine. Each test creates its own databases
+//! and drops them at the end.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use biproxy::config;
+use mysql_async::prelude::Queryable;
+use tokio_postgres::NoTls;
+
+use crate::support::{demo_config_text, rows, sqlstate, table, TestServer};
+
+const PG_ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
+const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306";
+
+/// A PostgreSQL and a MariaDB database with a small shop in them, dropped on `drop_all`.
+struct Shop {
+    name: String,
+}
+
+impl Shop {
+    async fn create() -> Shop {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "biproxy_it_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let admin = pg(PG_ADMIN).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the PostgreSQL test database (is PostgreSQL running?)");
+        let db = pg(&format!(
+            "host=127.0.0.1 port=5432 user=postgres dbname={name}"
+        ))
+        .await;
+        db.batch_execute(
+            "CREATE TABLE orders (order_id int PRIMARY KEY, customer_id int NOT NULL, \
+               qty int8, amount numeric(12,2), paid bool, ordered_at timestamptz, day date, \
+               note text, raw bytea);
+             INSERT INTO orders VALUES
+               (1, 10, 2, 100.50, true, '2024-03-01 10:00:00+08', '2024-03-01', '上海 order', '\\x00ff'),
+               (2, 10, 1, 20.25, false, '2024-03-02 12:30:00+00', '2024-03-02', NULL, NULL),
+               (3, 20, 5, 999999999.99, true, '2024-04-01 00:00:00+00', '2024-04-01', 'plain', '\\x01'),
+               (4, 30, 3, 7.00, NULL, NULL, NULL, 'x', NULL);",
+        )
+        .await
+        .expect("load PostgreSQL test data");
+        let mut my = mysql_async::Conn::from_url(MY_ADMIN)
+            .await
+            .expect("connect to MariaDB (is it running?)");
+        my.query_drop(format!(
+            "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        ))
+        .await
+        .expect("create the MariaDB test database");
+        my.query_drop(format!(
+            "CREATE TABLE {name}.customers (customer_id int PRIMARY KEY, region varchar(20), \
+               big bigint unsigned, price decimal(10,3), vip tinyint(1), joined datetime, \
+               photo blob);
+             INSERT INTO {name}.customers VALUES
+               (10, '华东', 18446744073709551615, 1.125, 1, '2020-01-02 03:04:05', x'cafe'),
+               (20, 'North', 0, NULL, 0, NULL, NULL),
+               (30, 'North', 42, 0.001, NULL, '1999-12-31 23:59:59', x'');"
+        ))
+        .await
+        .expect("load MariaDB test data");
+        my.disconnect().await.ok();
+        Shop { name }
+    }
+
+    /// The demo config plus the two sources and datasets over them.
+    fn config(&self, extra_source_settings: &str) -> config::Config {
+        let name = &self.name;
+        let text = format!(
+            "{}\n\n[[source]]\nname = \"shop_pg\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\n\
+             database = \"{name}\"\nuser = \"postgres\"\npassword = \"\"\n{extra_source_settings}\n\n\
+             [[source]]\nname = \"shop_my\"\nkind = \"mysql\"\nhost = \"127.0.0.1\"\n\
+             database = \"{name}\"\nuser = \"root\"\npassword = \"\"\n\n\
+             [[dataset]]\nworkspace = \"demo\"\nname = \"pg_orders\"\nsource = \"shop_pg\"\ntable = \"orders\"\n\n\
+             [[dataset]]\nworkspace = \"demo\"\nname = \"my_customers\"\nsource = \"shop_my\"\ntable = \"customers\"\n\n\
+             [[dataset]]\nworkspace = \"demo\"\nname = \"orders_by_customer\"\nsource = \"shop_pg\"\ntable = \"orders\"\n\
+             [[dataset.join]]\ntable = \"customers\"\nsource = \"shop_my\"\nkey = \"customer_id\"\ncolumns = [\"region\"]\n",
+            demo_config_text("")
+        );
+        config::parse(&text, "sources.toml", std::path::Path::new("."))
+            .unwrap_or_else(|e| panic!("test config: {e}"))
+    }
+
+    async fn drop_all(self) {
+        let admin = pg(PG_ADMIN).await;
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await
+            .expect("drop the PostgreSQL test database");
+        let mut my = mysql_async::Conn::from_url(MY_ADMIN)
+            .await
+            .expect("MariaDB");
+        my.query_drop(format!("DROP DATABASE IF EXISTS {}", self.name))
+            .await
+            .expect("drop the MariaDB test database");
+        my.disconnect().await.ok();
+    }
+}
+
+async fn pg(conn: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(conn, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to PostgreSQL ({conn}): {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// The physical plan lines of `EXPLAIN sql`.
+async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
+    rows(client, &format!("EXPLAIN {sql}"))
+        .await
+        .into_iter()
+        .map(|r| r.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn an_aggregate_on_postgres_runs_there_as_one_statement() {
+    let shop = Shop::create().await;
+    let server = TestServer::with_config(shop.config("")).await;
+    let client = server.connect("alice").await;
+    let sql = "SELECT customer_id, sum(amount) AS total, count(*) AS n FROM pg_orders \
+               WHERE qty > 1 GROUP BY customer_id ORDER BY customer_id LIMIT 10";
+    assert_eq!(
+        rows(&client, sql).await,
+        table(&[
+            ["10", "100.50", "1"],
+            ["20", "999999999.99", "1"],
+            ["30", "7.00", "1"]
+        ])
+    );
+    let plan = explain(&client, sql).await;
+    let pushed: Vec<&str> = plan.lines().filter(|l| l.contains("sql=")).collect();
+    assert_eq!(pushed.len(), 1, "one statement for one source:\n{plan}");
+    let statement = pushed[0];
+    for part in [
+        "sum(",
+        "count(",
+        "FROM \"public\".\"orders\"",
+        "WHERE",
+        "GROUP BY",
+        "ORDER BY",
+        "LIMIT 10",
+    ] {
+        assert!(statement.contains(part), "{part} is pushed down:\n{plan}");
+    }
+    shop.drop_all().await;
+}
+
+#[tokio::test]
+async fn postgres_types_keep_their_values() {
+    use chrono::{DateTime, NaiveDate, Utc};
+    use rust_decimal::Decimal;
+    let shop = Shop::create().await;
+    let server = TestServer::with_config(shop.config("")).await;
+    let client = server.connect("alice").await;
+    let got = client
+        .query(
+            "SELECT order_id, qty, amount, paid, ordered_at, day, note, raw FROM pg_orders ORDER BY order_id",
+            &[],
+        )
+        .await
+        .expect("typed query");
+    assert_eq!(got.len(), 4);
+    let first = &got[0];
+    assert_eq!(first.get::<_, i32>(0), 1);
+    assert_eq!(first.get::<_, i64>(1), 2);
+    assert_eq!(first.get::<_, Decimal>(2), Decimal::new(10050, 2));
+    assert_eq!(first.get::<_, Option<bool>>(3), Some(true));
+    assert_eq!(
+        first.get::<_, DateTime<Utc>>(4),
+        "2024-03-01T02:00:00Z".parse::<DateTime<Utc>>().unwrap()
+    );
+    assert_eq!(
+        first.get::<_, NaiveDate>(5),
+        NaiveDate::from_ymd_opt(2024, 3, 1).unwrap()
+    );
+    assert_eq!(first.get::<_, &str>(6), "上海 order");
+    assert_eq!(first.get::<_, &[u8]>(7), &[0u8, 255]);
+    assert_eq!(got[2].get::<_, Decimal>(2), Decimal::new(99_999_999_999, 2));
+    let last = &got[3];
+    assert_eq!(last.get::<_, Option<bool>>(3), None);
+    assert_eq!(last.get::<_, Option<DateTime<Utc>>>(4), None);
+    assert_eq!(last.get::<_, Option<&[u8]>>(7), None);
+    shop.drop_all().await;
+}
+
+#[tokio::test]
+async fn mysql_types_keep_their_values_and_filters_run_there() {
+    let shop = Shop::create().await;
+    let server = TestServer::with_config(shop.config("")).await;
+    let client = server.connect("alice").await;
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT customer_id, region, big, price, vip, joined, photo FROM my_customers ORDER BY customer_id"
+        )
+        .await,
+        table(&[
+            ["10", "华东", "18446744073709551615", "1.125", "t", "2020-01-02 03:04:05.000000", "\\xcafe"],
+            ["20", "North", "0", "NULL", "f", "NULL", "NULL"],
+            ["30", "North", "42", "0.001", "NULL", "1999-12-31 23:59:59.000000", "\\x"],
+        ])
+    );
+    let sql = "SELECT region, count(*) FROM my_customers WHERE big < 100 GROUP BY region";
+    assert_eq!(rows(&client, sql).await, table(&[["North", "2"]]));
+    let plan = explain(&client, sql).await;
+    assert!(
+        plan.contains("FROM `") && plan.contains("WHERE") && plan.contains("GROUP BY"),
+        "filter and aggregate pushed to MariaDB in its dialect:\n{plan}"
+    );
+    shop.drop_all().await;
+}
+
+#[tokio::test]
+async fn a_join_across_sources_runs_in_biproxy_with_each_side_pushed() {
+    let shop = Shop::create().await;
+    let server = TestServer::with_config(shop.config("")).await;
+    let client = server.connect("alice").await;
+    let sql = "SELECT region, sum(amount) FROM orders_by_customer WHERE qty >= 1 \
+               GROUP BY region ORDER BY region";
+    assert_eq!(
+        rows(&client, sql).await,
+        table(&[["North", "1000000006.99"], ["华东", "120.75"]])
+    );
+    let plan = explain(&client, sql).await;
+    let statements: Vec<&str> = plan.lines().filter(|l| l.contains("sql=")).collect();
+    assert_eq!(statements.len(), 2, "one statement per source:\n{plan}");
+    assert!(
+        statements
+            .iter()
+            .any(|s| s.contains("\"orders\"") && s.contains("WHERE")),
+        "the orders filter runs on PostgreSQL:\n{plan}"
+    );
+    assert!(
+        statements.iter().any(|s| s.contains("`customers`")),
+        "{plan}"
+    );
+    shop.drop_all().await;
+}
+
+#[tokio::test]
+async fn a_source_that_is_down_leaves_the_rest_serving() {
+    let shop = Shop::create().await;
+    let mut config = shop.config("");
+    for s in &mut config.sources {
+        if let config::SourceKind::Sql(sql) = &mut s.kind {
+            if s.name == "shop_pg" {
+                sql.port = 1;
+            }
+        }
+    }
+    let server = TestServer::with_config(config).await;
+    let client = server.connect("alice").await;
+    assert_eq!(
+        rows(&client, "SELECT count(*) FROM my_customers").await,
+        table(&[["3"]])
+    );
+    let err = client
+        .simple_query("SELECT count(*) FROM pg_orders")
+        .await
+        .expect_err("its datasets are not served");
+    assert_eq!(sqlstate(&err), "08001", "{err:?}");
+    let message = err
+        .as_db_error()
+        .map(|e| e.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.contains("shop_pg"), "{message}");
+    shop.drop_all().await;
+}
+
+#[tokio::test]
+async fn busy_pool_timeout_and_cancel_reach_the_source() {
+    let shop = Shop::create().await;
+    let server = TestServer::with_config(
+        shop.config("pool_size = 1\npool_timeout = \"300ms\"\nstatement_timeout = \"1s\""),
+    )
+    .await;
+    let client = server.connect("alice").await;
+    // Hold a lock so the pushed statement waits on PostgreSQL.
+    let locker = pg(&format!(
+        "host=127.0.0.1 port=5432 user=postgres dbname={}",
+        shop.name
+    ))
+    .await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let blocked = {
+        let other = server.connect("bob").await;
+        tokio::spawn(async move { other.simple_query("SELECT count(*) FROM pg_orders").await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let err = client
+        .simple_query("SELECT count(*) FROM pg_orders")
+        .await
+        .expect_err("the only connection is busy");
+    assert_eq!(sqlstate(&err), "53300", "{err:?}");
+    let err = blocked
+        .await
+        .unwrap()
+        .expect_err("source statement timeout");
+    assert_eq!(sqlstate(&err), "57014", "{err:?}");
+
+    locker.batch_execute("ROLLBACK").await.expect("unlock");
+    shop.drop_all().await;
+}
+
+#[tokio::test]
+async fn a_client_cancel_cancels_the_statement_on_postgres() {
+    let shop = Shop::create().await;
+    let server = TestServer::with_config(shop.config("")).await;
+    let admin = pg(&format!(
+        "host=127.0.0.1 port=5432 user=postgres dbname={}",
+        shop.name
+    ))
+    .await;
+    admin
+        .batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let client = server.connect("carol").await;
+    let token = client.cancel_token();
+    let running =
+        tokio::spawn(async move { client.simple_query("SELECT count(*) FROM pg_orders").await });
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND application_name = 'biproxy' AND state = 'active'";
+    let observer = pg(&format!(
+        "host=127.0.0.1 port=5432 user=postgres dbname={}",
+        shop.name
+    ))
+    .await;
+    let count = |sql: &'static str| {
+        let observer = &observer;
+        async move {
+            observer
+                .query_one(sql, &[])
+                .await
+                .expect("pg_stat_activity")
+                .get::<_, i64>(0)
+        }
+    };
+    let mut seen = 0;
+    for _ in 0..50 {
+        seen = count(waiting).await;
+        if seen == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, 1, "the pushed statement is waiting on PostgreSQL");
+    token.cancel_query(NoTls).await.expect("send cancel");
+    let err = running.await.unwrap().expect_err("canceled");
+    assert_eq!(sqlstate(&err), "57014", "{err:?}");
+    for _ in 0..50 {
+        seen = count(waiting).await;
+        if seen == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, 0, "the statement no longer runs on PostgreSQL");
+    admin.batch_execute("ROLLBACK").await.expect("unlock");
+    shop.drop_all().await;
+}
