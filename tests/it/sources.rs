@@ -14,7 +14,7 @@ use crate::support::{demo_config_text, rows, sqlstate, table, TestServer};
 const PG_ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
 const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306";
 
-/// A PostgreSQL and a MariaDB database with a small shop in them, dropped on `drop_all`.
+/// A PostgreSQL and a MariaDB database with a small shop in them.
 struct Shop {
     name: String,
 }
@@ -88,23 +88,36 @@ impl Shop {
         config::parse(&text, "sources.toml", std::path::Path::new("."))
             .unwrap_or_else(|e| panic!("test config: {e}"))
     }
+}
 
-    async fn drop_all(self) {
-        let admin = pg(PG_ADMIN).await;
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .await
-            .expect("drop the PostgreSQL test database");
-        let mut my = mysql_async::Conn::from_url(MY_ADMIN)
-            .await
-            .expect("MariaDB");
-        my.query_drop(format!("DROP DATABASE IF EXISTS {}", self.name))
-            .await
-            .expect("drop the MariaDB test database");
-        my.disconnect().await.ok();
+/// Both databases are dropped when the shop goes out of scope, even when a test fails.
+impl Drop for Shop {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            runtime.block_on(async move {
+                let admin = pg(PG_ADMIN).await;
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .expect("drop the PostgreSQL test database");
+                let mut my = mysql_async::Conn::from_url(MY_ADMIN)
+                    .await
+                    .expect("MariaDB");
+                my.query_drop(format!("DROP DATABASE IF EXISTS {name}"))
+                    .await
+                    .expect("drop the MariaDB test database");
+                my.disconnect().await.ok();
+            });
+        })
+        .join();
+        if dropped.is_err() && !std::thread::panicking() {
+            panic!("could not drop the test databases {}", self.name);
+        }
     }
 }
 
@@ -156,7 +169,7 @@ async fn an_aggregate_on_postgres_runs_there_as_one_statement() {
     ] {
         assert!(statement.contains(part), "{part} is pushed down:\n{plan}");
     }
-    shop.drop_all().await;
+    drop(shop);
 }
 
 #[tokio::test]
@@ -194,7 +207,7 @@ async fn postgres_types_keep_their_values() {
     assert_eq!(last.get::<_, Option<bool>>(3), None);
     assert_eq!(last.get::<_, Option<DateTime<Utc>>>(4), None);
     assert_eq!(last.get::<_, Option<&[u8]>>(7), None);
-    shop.drop_all().await;
+    drop(shop);
 }
 
 #[tokio::test]
@@ -221,7 +234,7 @@ async fn mysql_types_keep_their_values_and_filters_run_there() {
         plan.contains("FROM `") && plan.contains("WHERE") && plan.contains("GROUP BY"),
         "filter and aggregate pushed to MariaDB in its dialect:\n{plan}"
     );
-    shop.drop_all().await;
+    drop(shop);
 }
 
 #[tokio::test]
@@ -248,7 +261,7 @@ async fn a_join_across_sources_runs_in_biproxy_with_each_side_pushed() {
         statements.iter().any(|s| s.contains("`customers`")),
         "{plan}"
     );
-    shop.drop_all().await;
+    drop(shop);
 }
 
 #[tokio::test]
@@ -278,7 +291,7 @@ async fn a_source_that_is_down_leaves_the_rest_serving() {
         .map(|e| e.message().to_owned())
         .unwrap_or_default();
     assert!(message.contains("shop_pg"), "{message}");
-    shop.drop_all().await;
+    drop(shop);
 }
 
 #[tokio::test]
@@ -316,7 +329,7 @@ async fn busy_pool_timeout_and_cancel_reach_the_source() {
     assert_eq!(sqlstate(&err), "57014", "{err:?}");
 
     locker.batch_execute("ROLLBACK").await.expect("unlock");
-    shop.drop_all().await;
+    drop(shop);
 }
 
 #[tokio::test]
@@ -374,5 +387,5 @@ async fn a_client_cancel_cancels_the_statement_on_postgres() {
     }
     assert_eq!(seen, 0, "the statement no longer runs on PostgreSQL");
     admin.batch_execute("ROLLBACK").await.expect("unlock");
-    shop.drop_all().await;
+    drop(shop);
 }
