@@ -18,8 +18,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, SslOpts, Value};
 use tokio::sync::Semaphore;
 
-use super::sql::{send, BatchSender, Connector, SourceError};
-use super::text::{BinaryText, TextBatch, BATCH_ROWS};
+use super::sql::{send, BatchSender, Connector, RowSink, SourceError};
+use super::text::BinaryText;
 use crate::config::{SourceTls, SqlSourceConfig};
 use crate::error::SqlState;
 
@@ -155,30 +155,21 @@ impl MySql {
         schema: SchemaRef,
         tx: &BatchSender,
     ) -> Result<bool, SourceError> {
-        let data = |e: datafusion::arrow::error::ArrowError| SourceError::Data {
-            source_name: self.name.clone(),
-            message: e.to_string(),
-        };
         let mut result = conn.query_iter(sql).await.map_err(|e| self.error(e))?;
-        let mut batch = TextBatch::new(schema, BinaryText::Raw);
+        let mut sink = RowSink::new(&self.name, schema, BinaryText::Raw, tx);
         if let Some(mut rows) = result.stream::<Row>().await.map_err(|e| self.error(e))? {
             while let Some(row) = rows.next().await {
                 let row = row.map_err(|e| self.error(e))?;
-                batch
-                    .push((0..row.len()).map(|i| match row.as_ref(i) {
-                        Some(Value::Bytes(b)) => Some(b.as_slice()),
-                        _ => None,
-                    }))
-                    .map_err(data)?;
-                if batch.len() >= BATCH_ROWS && !send(tx, Ok(batch.finish().map_err(data)?)).await {
+                let values = (0..row.len()).map(|i| match row.as_ref(i) {
+                    Some(Value::Bytes(b)) => Some(b.as_slice()),
+                    _ => None,
+                });
+                if !sink.push(values).await? {
                     return Ok(false);
                 }
             }
         }
-        if batch.is_empty() {
-            return Ok(true);
-        }
-        Ok(send(tx, Ok(batch.finish().map_err(data)?)).await)
+        sink.finish().await
     }
 
     /// `KILL QUERY` from a separate connection: the statement's own connection is busy.

@@ -16,8 +16,8 @@ use futures::StreamExt;
 use tokio_postgres::{CancelToken, NoTls, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::sql::{send, BatchSender, Connector, SourceError};
-use super::text::{BinaryText, TextBatch, BATCH_ROWS};
+use super::sql::{send, BatchSender, Connector, RowSink, SourceError};
+use super::text::BinaryText;
 use crate::config::{SourceTls, SqlSourceConfig};
 use crate::error::SqlState;
 
@@ -140,32 +140,25 @@ impl Postgres {
         schema: SchemaRef,
         tx: &BatchSender,
     ) -> Result<bool, SourceError> {
-        let data = |e: datafusion::arrow::error::ArrowError| SourceError::Data {
-            source_name: self.name.clone(),
-            message: e.to_string(),
-        };
         let rows = client
             .simple_query_raw(sql)
             .await
             .map_err(|e| self.statement_error(&e))?;
         futures::pin_mut!(rows);
-        let mut batch = TextBatch::new(schema, BinaryText::Hex);
+        let mut sink = RowSink::new(&self.name, schema, BinaryText::Hex, tx);
         while let Some(message) = rows.next().await {
             let SimpleQueryMessage::Row(row) = message.map_err(|e| self.statement_error(&e))?
             else {
                 continue;
             };
-            batch
+            if !sink
                 .push((0..row.len()).map(|i| row.get(i).map(str::as_bytes)))
-                .map_err(data)?;
-            if batch.len() >= BATCH_ROWS && !send(tx, Ok(batch.finish().map_err(data)?)).await {
+                .await?
+            {
                 return Ok(false);
             }
         }
-        if batch.is_empty() {
-            return Ok(true);
-        }
-        Ok(send(tx, Ok(batch.finish().map_err(data)?)).await)
+        sink.finish().await
     }
 }
 

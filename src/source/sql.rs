@@ -24,6 +24,7 @@ use datafusion_federation::sql::{SQLExecutor, SQLFederationProvider, SQLTableSou
 use datafusion_federation::FederatedTableProviderAdaptor;
 use tokio::sync::mpsc;
 
+use super::text::{BinaryText, TextBatch, BATCH_ROWS};
 use crate::config::{Engine, SqlSourceConfig};
 use crate::error::SqlState;
 
@@ -181,12 +182,8 @@ impl SQLExecutor for SqlSource {
         tracing::debug!(source = %self.name, sql = query, "pushing down");
         let (tx, rx) = mpsc::channel(2);
         let connector = Arc::clone(&self.connector);
-        tokio::spawn(connector_run(
-            connector,
-            query.to_owned(),
-            Arc::clone(&schema),
-            tx,
-        ));
+        let (sql, rows_schema) = (query.to_owned(), Arc::clone(&schema));
+        tokio::spawn(async move { connector.run(sql, rows_schema, tx).await });
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
@@ -218,16 +215,70 @@ impl SQLExecutor for SqlSource {
     }
 }
 
-async fn connector_run(
-    connector: Arc<dyn Connector>,
-    sql: String,
-    schema: SchemaRef,
-    tx: BatchSender,
-) {
-    connector.run(sql, schema, tx).await;
-}
-
 /// Send a batch unless the reader is gone; `false` means stop (and cancel on the source).
 pub async fn send(tx: &BatchSender, item: DfResult<RecordBatch>) -> bool {
     tx.send(item).await.is_ok()
+}
+
+/// The read loop every connector shares: text rows in, full batches out to the query's
+/// stream. `Ok(false)` from [`RowSink::push`] or [`RowSink::finish`] means the reader
+/// went away, and the connector should cancel the statement on its source.
+pub struct RowSink<'a> {
+    source_name: &'a str,
+    batch: TextBatch,
+    tx: &'a BatchSender,
+}
+
+impl<'a> RowSink<'a> {
+    /// A sink for rows of `schema`, sent on `tx`.
+    pub fn new(
+        source_name: &'a str,
+        schema: SchemaRef,
+        binary: BinaryText,
+        tx: &'a BatchSender,
+    ) -> RowSink<'a> {
+        RowSink {
+            source_name,
+            batch: TextBatch::new(schema, binary),
+            tx,
+        }
+    }
+
+    /// Add one row (each column's text, `None` = NULL); sends the batch when it is full.
+    ///
+    /// # Errors
+    /// [`SourceError::Data`] for a value the column's type cannot hold.
+    pub async fn push<'v>(
+        &mut self,
+        values: impl Iterator<Item = Option<&'v [u8]>>,
+    ) -> Result<bool, SourceError> {
+        self.batch.push(values).map_err(|e| self.data(&e))?;
+        if self.batch.len() < BATCH_ROWS {
+            return Ok(true);
+        }
+        self.flush().await
+    }
+
+    /// Send what is left.
+    ///
+    /// # Errors
+    /// As [`RowSink::push`].
+    pub async fn finish(mut self) -> Result<bool, SourceError> {
+        if self.batch.is_empty() {
+            return Ok(true);
+        }
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> Result<bool, SourceError> {
+        let batch = self.batch.finish().map_err(|e| self.data(&e))?;
+        Ok(send(self.tx, Ok(batch)).await)
+    }
+
+    fn data(&self, e: &datafusion::arrow::error::ArrowError) -> SourceError {
+        SourceError::Data {
+            source_name: self.source_name.to_owned(),
+            message: e.to_string(),
+        }
+    }
 }
