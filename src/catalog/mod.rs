@@ -38,7 +38,7 @@ pub const MODEL_SCHEMA: &str = "biproxy";
 pub fn workspace_state(
     workspace: &str,
     datasets: &[(String, Arc<dyn TableProvider>)],
-    unavailable: &[datasets::Unavailable],
+    public: Arc<datasets::DatasetSchema>,
     model: Arc<dyn SchemaProvider>,
 ) -> DfResult<SessionState> {
     let config = SessionConfig::new()
@@ -46,19 +46,16 @@ pub fn workspace_state(
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(true);
     let mut rules = datafusion::optimizer::Optimizer::new().rules;
-    rules.push(Arc::new(crate::plan::pushdown::Pushdown));
+    rules.push(Arc::new(crate::semantic::star::ExpandStars));
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
         .with_optimizer_rules(rules)
-        .with_query_planner(Arc::new(datafusion_federation::FederatedQueryPlanner::new()))
+        .with_query_planner(Arc::new(crate::plan::pushdown::PushdownPlanner::default()))
         .build();
     let ctx = SessionContext::new_with_state(state);
     if let Some(catalog) = ctx.catalog(workspace) {
-        catalog.register_schema(
-            DATASET_SCHEMA,
-            Arc::new(datasets::DatasetSchema::new(unavailable)),
-        )?;
+        catalog.register_schema(DATASET_SCHEMA, public)?;
     }
     for (name, provider) in datasets {
         ctx.register_table(name.as_str(), Arc::clone(provider))?;

@@ -90,6 +90,9 @@ pub struct SourceSection {
     pub connect_timeout: Option<Spanned<String>>,
     /// Statement timeout set on every source connection; `0` = none. Default: 0.
     pub statement_timeout: Option<Spanned<String>>,
+    /// How often a database that was down at start-up is tried again; its datasets come
+    /// back when it answers. Default: 10s.
+    pub retry_interval: Option<Spanned<String>>,
     /// `disable` (default) or `require`: TLS to the source, verifying its certificate.
     pub tls: Option<Spanned<String>>,
     /// PEM file of CA certificates trusted for the source's TLS certificate (besides the
@@ -167,8 +170,11 @@ pub struct JoinSection {
     /// The source holding the dimension table. Default: the dataset's source. A join to
     /// another source runs in biproxy, each side's filters still pushed to its source.
     pub source: Option<Spanned<String>>,
-    /// Key column of the dataset's table.
+    /// Key column of the table this one joins from.
     pub key: Spanned<String>,
+    /// The table holding `key`: the dataset's table (default) or an earlier join's table,
+    /// which makes a snowflake (products → categories).
+    pub from: Option<Spanned<String>>,
     /// Key column of the dimension table. Default: the same name as `key`.
     pub dimension_key: Option<Spanned<String>>,
     /// `left` (default; pruned when none of its columns is used) or `inner`.

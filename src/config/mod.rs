@@ -496,7 +496,11 @@ impl Resolver<'_> {
             let fields = self.fields(&d.fields);
             let dimensions = self.dimensions(&d.dimensions, i);
             let hierarchies = self.hierarchies(&d.hierarchies, &dimensions, i);
-            let joins = self.joins(&d.joins, i);
+            let base = match &query {
+                DatasetQuery::Table(t) => Some(t.to_lowercase()),
+                DatasetQuery::Sql(_) => None,
+            };
+            let joins = self.joins(&d.joins, base.as_deref(), i);
             if !joins.is_empty() && matches!(query, DatasetQuery::Sql(_)) {
                 self.error(
                     &d.name,

@@ -16,8 +16,11 @@ pub struct JoinConfig {
     pub table: String,
     /// Its source, when not the dataset's own.
     pub source: Option<String>,
-    /// Key column of the dataset's table.
+    /// Key column of the table it joins from.
     pub key: String,
+    /// The table holding `key`: `None` for the dataset's table, else an earlier join's
+    /// table (a snowflake).
+    pub from: Option<String>,
     /// Key column of the dimension table.
     pub dimension_key: String,
     /// INNER rather than LEFT.
@@ -472,9 +475,34 @@ impl Resolver<'_> {
         out
     }
 
-    pub(super) fn joins(&mut self, js: &[file::JoinSection], dataset: usize) -> Vec<JoinConfig> {
-        let mut out = Vec::new();
+    pub(super) fn joins(
+        &mut self,
+        js: &[file::JoinSection],
+        base: Option<&str>,
+        dataset: usize,
+    ) -> Vec<JoinConfig> {
+        let mut out: Vec<JoinConfig> = Vec::new();
         for (j, join) in js.iter().enumerate() {
+            let table = join.table.get_ref().to_lowercase();
+            if Some(table.as_str()) == base || out.iter().any(|o| o.table == table) {
+                self.error(
+                    &join.table,
+                    format!("dataset[{dataset}].join[{j}].table"),
+                    format!("table \"{table}\" is already part of the dataset; each table can be joined once"),
+                );
+                continue;
+            }
+            let from = join.from.as_ref().map(|f| f.get_ref().to_lowercase());
+            if let Some(f) = from.as_deref() {
+                if Some(f) != base && !out.iter().any(|o| o.table == f) {
+                    self.error(
+                        join.from.as_ref().unwrap_or(&join.table),
+                        format!("dataset[{dataset}].join[{j}].from"),
+                        format!("\"{f}\" is neither the dataset's table nor a table joined before this one"),
+                    );
+                    continue;
+                }
+            }
             let inner = match join.kind.as_ref().map(|k| k.get_ref().as_str()) {
                 None | Some("left") => false,
                 Some("inner") => true,
@@ -489,7 +517,8 @@ impl Resolver<'_> {
                 }
             };
             out.push(JoinConfig {
-                table: join.table.get_ref().to_lowercase(),
+                table,
+                from: from.filter(|f| Some(f.as_str()) != base),
                 source: join.source.as_ref().map(|s| s.get_ref().clone()),
                 key: join.key.get_ref().to_lowercase(),
                 dimension_key: join

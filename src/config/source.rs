@@ -94,6 +94,8 @@ pub struct SqlSourceConfig {
     pub connect_timeout: Duration,
     /// Statement timeout on the source; `None` = none.
     pub statement_timeout: Option<Duration>,
+    /// How often to try again when the source was down at start-up.
+    pub retry_interval: Duration,
     /// TLS to the source.
     pub tls: SourceTls,
 }
@@ -200,6 +202,7 @@ impl Resolver<'_> {
         let pool_size = self.ranged(&s.pool_size, &field("pool_size"), 1, 10_000, 8);
         let pool_timeout = self.duration(&s.pool_timeout, &field("pool_timeout"), 5);
         let connect_timeout = self.duration(&s.connect_timeout, &field("connect_timeout"), 5);
+        let retry_interval = self.duration(&s.retry_interval, &field("retry_interval"), 10);
         let statement_timeout =
             Some(self.duration(&s.statement_timeout, &field("statement_timeout"), 0))
                 .filter(|d| !d.is_zero());
@@ -233,6 +236,7 @@ impl Resolver<'_> {
             pool_timeout,
             connect_timeout,
             statement_timeout,
+            retry_interval,
             tls,
         }
     }

@@ -1,8 +1,9 @@
 //! Pushdown: cut the largest parts of a plan that one database source can run, and send
 //! each as one SQL statement in that source's dialect.
 //!
-//! Runs last among the optimizer rules, on a plan whose filters and projections are
-//! already pushed down, so the statement asks the source for no more than the query
+//! Runs once, after every optimizer pass ([`PushdownPlanner`] is the session's query
+//! planner), on a plan whose filters and projections are already pushed down and whose
+//! star joins are expanded, so the statement asks the source for no more than the query
 //! needs. Bottom-up, a node joins its inputs' source when all of them come from the same
 //! source, the dialect computes the node exactly as DataFusion would
 //! ([`crate::source::dialect::can_run`]) and the SQL generator can write it. Everything
@@ -14,20 +15,42 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::Result;
-use datafusion::logical_expr::{Extension, LogicalPlan, TableScan};
-use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::execution::context::QueryPlanner;
+use datafusion::logical_expr::utils::split_conjunction_owned;
+use datafusion::logical_expr::{
+    Expr, Extension, LogicalPlan, Projection, SubqueryAlias, TableScan,
+};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::unparser::Unparser;
 use datafusion_federation::sql::{SQLExecutor, SQLFederationPlanner, SQLTableSource};
-use datafusion_federation::{get_table_source, FederatedPlanNode};
+use datafusion_federation::{get_table_source, FederatedPlanNode, FederatedQueryPlanner};
 
 use crate::config::Engine;
 use crate::source::dialect;
 
-/// The optimizer rule; see the module documentation.
+/// The session's query planner: pushes the optimized plan down, then plans it with
+/// `datafusion-federation`'s planner, which turns each pushed part into one statement.
+/// Planning `EXPLAIN` goes through here too, so it shows the statements.
 #[derive(Debug, Default)]
-pub struct Pushdown;
+pub struct PushdownPlanner {
+    inner: FederatedQueryPlanner,
+}
+
+#[async_trait]
+impl QueryPlanner for PushdownPlanner {
+    async fn create_physical_plan(
+        &self,
+        plan: &LogicalPlan,
+        state: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = push_down(plan.clone())?;
+        self.inner.create_physical_plan(&plan, state).await
+    }
+}
 
 /// The source a subtree can run on.
 #[derive(Clone)]
@@ -37,29 +60,19 @@ struct Remote {
     executor: Arc<dyn SQLExecutor>,
 }
 
-impl OptimizerRule for Pushdown {
-    fn name(&self) -> &str {
-        "biproxy_pushdown"
+/// Replace the parts of `plan` that a database source can run by statements for it.
+///
+/// # Errors
+/// Rebuilding a node with its rewritten inputs failed (a bug, not user input).
+pub fn push_down(plan: LogicalPlan) -> Result<LogicalPlan> {
+    if !has_remote_scan(&plan) {
+        return Ok(plan);
     }
-
-    fn supports_rewrite(&self) -> bool {
-        true
-    }
-
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
-    ) -> Result<Transformed<LogicalPlan>> {
-        if !has_remote_scan(&plan) {
-            return Ok(Transformed::no(plan));
-        }
-        let (plan, remote) = visit(plan)?;
-        Ok(Transformed::yes(match remote {
-            Some(r) => federate(plan, &r),
-            None => plan,
-        }))
-    }
+    let (plan, remote) = visit(plan)?;
+    Ok(match remote {
+        Some(r) => federate(plan, &r),
+        None => plan,
+    })
 }
 
 /// Whether any scan (outside already-pushed parts) reads a database source.
@@ -136,8 +149,7 @@ fn common_remote(inputs: &[(LogicalPlan, Option<Remote>)]) -> Option<Remote> {
         .then_some(first)
 }
 
-fn has_subquery(e: &datafusion::logical_expr::Expr) -> bool {
-    use datafusion::logical_expr::Expr;
+fn has_subquery(e: &Expr) -> bool {
     e.exists(|x| {
         Ok(matches!(
             x,
@@ -168,8 +180,108 @@ fn remote_of(scan: &TableScan) -> Option<Remote> {
 
 /// Wrap a subtree as one statement for `remote`.
 fn federate(plan: LogicalPlan, remote: &Remote) -> LogicalPlan {
+    // Reshaping cannot fail in practice (it only rebuilds nodes from their own parts); if
+    // it did, the plan would be sent as it is.
+    let plan = for_sql(plan.clone()).unwrap_or(plan);
     let planner = Arc::new(SQLFederationPlanner::new(Arc::clone(&remote.executor)));
     LogicalPlan::Extension(Extension {
         node: Arc::new(FederatedPlanNode::new(plan, planner)),
     })
+}
+
+/// Shape a subtree the way the SQL generator writes correctly: filters folded into the
+/// scans they sit on, one alias per table, and an explicit projection over aggregates.
+fn for_sql(plan: LogicalPlan) -> Result<LogicalPlan> {
+    select_aggregates(single_aliases(scan_filters(plan)?)?)
+}
+
+/// Fold each filter that sits directly on a scan into the scan. The SQL generator
+/// re-qualifies a scan's own filters when a query aliases the table (`nation AS n1`), but
+/// writes a filter node above it with the table's name, which the database rejects.
+fn scan_filters(plan: LogicalPlan) -> Result<LogicalPlan> {
+    plan.transform_up(|node| match node {
+        LogicalPlan::Filter(filter) => match filter.input.as_ref() {
+            LogicalPlan::TableScan(scan) => {
+                let mut scan = scan.clone();
+                scan.filters
+                    .extend(split_conjunction_owned(filter.predicate.clone()));
+                Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+            }
+            _ => Ok(Transformed::no(LogicalPlan::Filter(filter))),
+        },
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+}
+
+/// Replace each alias of an alias by the outer one alone. A dataset is a view, so a query
+/// that names it `n1` holds `n1` over `nation` over the table, and the SQL generator then
+/// writes `nation AS nation`, losing `n1`. Only the outer alias is visible above, so
+/// dropping the inner one changes nothing.
+fn single_aliases(plan: LogicalPlan) -> Result<LogicalPlan> {
+    plan.transform_up(|node| match node {
+        LogicalPlan::SubqueryAlias(outer) => match outer.input.as_ref() {
+            LogicalPlan::SubqueryAlias(inner) => Ok(Transformed::yes(LogicalPlan::SubqueryAlias(
+                SubqueryAlias::try_new(Arc::clone(&inner.input), outer.alias.clone())?,
+            ))),
+            _ => Ok(Transformed::no(LogicalPlan::SubqueryAlias(outer))),
+        },
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+}
+
+/// Give every query block that ends in an aggregate an explicit projection of its columns,
+/// in order. The optimizer drops such identity projections, and the SQL generator then
+/// lists an aggregate's results before its group columns: the rows would come back with
+/// their columns in the wrong places. A block is what one SELECT holds: sorts and limits
+/// above, then filters (HAVING), then the aggregate; the projection goes between the
+/// sorts and the filters, where the SQL generator expects it.
+fn select_aggregates(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let plan = fix_block(plan)?;
+    plan.transform_down(|node| {
+        if matches!(
+            node,
+            LogicalPlan::Projection(_)
+                | LogicalPlan::Sort(_)
+                | LogicalPlan::Limit(_)
+                | LogicalPlan::Filter(_)
+        ) {
+            return Ok(Transformed::no(node));
+        }
+        let inputs = node.inputs().into_iter().cloned();
+        let fixed = inputs.map(fix_block).collect::<Result<Vec<_>>>()?;
+        if fixed.iter().zip(node.inputs()).all(|(f, i)| f == i) {
+            return Ok(Transformed::no(node));
+        }
+        let exprs = node.expressions();
+        Ok(Transformed::yes(node.with_new_exprs(exprs, fixed)?))
+    })
+    .map(|t| t.data)
+}
+
+/// One query block: through its sorts and limits to a filter chain or aggregate.
+fn fix_block(plan: LogicalPlan) -> Result<LogicalPlan> {
+    match plan {
+        LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => {
+            let input = fix_block(plan.inputs()[0].clone())?;
+            plan.with_new_exprs(plan.expressions(), vec![input])
+        }
+        _ if ends_in_aggregate(&plan) => {
+            let columns = plan.schema().columns().into_iter().map(Expr::Column);
+            Ok(LogicalPlan::Projection(Projection::try_new(
+                columns.collect(),
+                Arc::new(plan),
+            )?))
+        }
+        _ => Ok(plan),
+    }
+}
+
+fn ends_in_aggregate(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Aggregate(_) => true,
+        LogicalPlan::Filter(f) => ends_in_aggregate(&f.input),
+        _ => false,
+    }
 }

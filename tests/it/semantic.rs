@@ -202,10 +202,7 @@ name = "nope"
         path = demo_dir().display().to_string()
     );
     let config = biproxy::config::parse(&text, "model.toml", Path::new(".")).unwrap();
-    let err = biproxy::semantic::build(&config, false)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = model_error(&config).await;
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 2, "{err}");
     assert!(
@@ -217,6 +214,14 @@ name = "nope"
 
 fn model_with(extra: &str) -> biproxy::config::Config {
     biproxy::config::parse(&model_text(extra), "model.toml", Path::new(".")).unwrap()
+}
+
+/// The error that building `config`'s model gives, as the server prints it.
+async fn model_error(config: &biproxy::config::Config) -> String {
+    biproxy::semantic::build(config, false)
+        .await
+        .expect_err("the model is refused")
+        .to_string()
 }
 
 fn model_text(extra: &str) -> String {
@@ -235,20 +240,14 @@ async fn cycles_and_type_errors_in_the_model_are_reported_with_their_lines() {
         "\n[[dataset.field]]\nname = \"a\"\nexpr = \"b + 1\"\n\n\
          [[dataset.field]]\nname = \"b\"\nexpr = \"a * 2\"\n",
     );
-    let err = biproxy::semantic::build(&config, false)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = model_error(&config).await;
     assert_eq!(
         err,
         "model.toml:17: dataset \"orders\".field \"a\".expr: calculated fields form a cycle: a → b → a"
     );
 
     let config = model_with("\n[[dataset.field]]\nname = \"bad\"\nexpr = \"order_date * 2\"\n");
-    let err = biproxy::semantic::build(&config, false)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = model_error(&config).await;
     assert!(
         err.starts_with("model.toml:17: dataset \"orders\".field \"bad\".expr: "),
         "{err}"
@@ -258,10 +257,7 @@ async fn cycles_and_type_errors_in_the_model_are_reported_with_their_lines() {
         "\n[[dataset.measure]]\nname = \"x\"\nexpr = \"MEASURE(y) + 1\"\n\n\
          [[dataset.measure]]\nname = \"y\"\nexpr = \"MEASURE(x) / MEASURE(nope)\"\n",
     );
-    let err = biproxy::semantic::build(&config, false)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = model_error(&config).await;
     assert_eq!(
         err.lines().collect::<Vec<_>>(),
         [
@@ -309,7 +305,10 @@ async fn dimensions_and_hierarchies_are_listed() {
     assert_eq!(
         dims,
         table(&[
+            ["brand", "plain", "", ""],
+            ["category", "plain", "", ""],
             ["city", "geo", "", "city"],
+            ["department", "plain", "", ""],
             ["order_date", "time", "year,quarter,month,week,day", ""],
             ["order_ts", "time", "hour", ""],
             ["province", "geo", "", "province"],
@@ -318,7 +317,7 @@ async fn dimensions_and_hierarchies_are_listed() {
     );
     let levels = rows(
         &client,
-        "SELECT hierarchy, level, position FROM biproxy.hierarchies ORDER BY position",
+        "SELECT hierarchy, level, position FROM biproxy.hierarchies ORDER BY hierarchy, position",
     )
     .await;
     assert_eq!(
@@ -326,7 +325,10 @@ async fn dimensions_and_hierarchies_are_listed() {
         table(&[
             ["geography", "region", "1"],
             ["geography", "province", "2"],
-            ["geography", "city", "3"]
+            ["geography", "city", "3"],
+            ["product_line", "department", "1"],
+            ["product_line", "category", "2"],
+            ["product_line", "brand", "3"]
         ])
     );
 }
@@ -335,20 +337,14 @@ async fn dimensions_and_hierarchies_are_listed() {
 async fn dimension_mistakes_are_config_errors_with_their_lines() {
     // `extra` starts at line 14.
     let config = model_with("\n[[dataset.dimension]]\nname = \"customer_id\"\ntype = \"time\"\n");
-    let err = biproxy::semantic::build(&config, false)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = model_error(&config).await;
     assert_eq!(
         err,
         "model.toml:16: dataset \"orders\".dimension \"customer_id\": \
          a time dimension must be a date or timestamp, not Int64"
     );
     let config = model_with("\n[[dataset.dimension]]\nname = \"order_date\"\ntype = \"time\"\ngranularities = [\"hour\"]\n");
-    let err = biproxy::semantic::build(&config, false)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = model_error(&config).await;
     assert_eq!(
         err,
         "model.toml:16: dataset \"orders\".dimension \"order_date\": `hour` needs a timestamp; this column is a date"
@@ -379,37 +375,40 @@ async fn physical_plan(client: &tokio_postgres::Client, sql: &str) -> String {
 async fn star_joins_are_pruned_when_no_dimension_column_is_used() {
     let server = TestServer::start().await;
     let client = server.connect("carol").await;
-    let fact_only = physical_plan(
-        &client,
-        "SELECT count(*), sum(amount) FROM sales WHERE quantity > 2",
-    )
-    .await;
-    assert!(fact_only.contains("orders/"), "{fact_only}");
-    for dim in ["customers/", "products/", "stores/"] {
-        assert!(
-            !fact_only.contains(dim),
-            "{dim} joined for a fact-only query:\n{fact_only}"
-        );
+    // (query, the tables its plan reads): every other table's join is pruned.
+    let cases: [(&str, &[&str]); 5] = [
+        (
+            "SELECT count(*), sum(amount) FROM sales WHERE quantity > 2",
+            &["orders"],
+        ),
+        (
+            "SELECT region, MEASURE(revenue) FROM sales GROUP BY region",
+            &["orders", "customers"],
+        ),
+        (
+            "SELECT count(*) FROM sales WHERE channel = 'Online'",
+            &["orders", "stores"],
+        ),
+        // A snowflake: categories is joined through products, and only when it is used.
+        (
+            "SELECT category, count(*) FROM sales GROUP BY category",
+            &["orders", "products"],
+        ),
+        (
+            "SELECT department, count(*) FROM sales GROUP BY department",
+            &["orders", "products", "categories"],
+        ),
+    ];
+    for (sql, read) in cases {
+        let plan = physical_plan(&client, sql).await;
+        for table in ["orders", "customers", "products", "stores", "categories"] {
+            assert_eq!(
+                plan.contains(&format!("{table}/")),
+                read.contains(&table),
+                "{table} in the plan of {sql}:\n{plan}"
+            );
+        }
     }
-    let by_region = physical_plan(
-        &client,
-        "SELECT region, MEASURE(revenue) FROM sales GROUP BY region",
-    )
-    .await;
-    assert!(by_region.contains("customers/"), "{by_region}");
-    assert!(
-        !by_region.contains("products/") && !by_region.contains("stores/"),
-        "{by_region}"
-    );
-    let filtered = physical_plan(
-        &client,
-        "SELECT count(*) FROM sales WHERE channel = 'Online'",
-    )
-    .await;
-    assert!(
-        filtered.contains("stores/") && !filtered.contains("customers/"),
-        "{filtered}"
-    );
     // Pruned or not, the answers are those of the full join.
     let got = rows(
         &client,
@@ -441,28 +440,49 @@ async fn star_joins_are_pruned_when_no_dimension_column_is_used() {
 async fn join_mistakes_are_config_errors_with_their_lines() {
     // `extra` starts at line 14; the join's `table` is on line 16.
     let config = model_with("\n[[dataset.join]]\ntable = \"customers\"\nkey = \"order_date\"\ndimension_key = \"customer_id\"\n");
-    let err = biproxy::semantic::build(&config, false)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = model_error(&config).await;
     assert_eq!(
         err,
         "model.toml:16: dataset \"orders\".join \"customers\": join keys have incompatible types: \
          orders.order_date is Date32, customers.customer_id is Int64"
     );
     let config = model_with("\n[[dataset.join]]\ntable = \"nope\"\nkey = \"customer_id\"\n");
-    let err = biproxy::semantic::build(&config, false)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = model_error(&config).await;
     assert!(err.starts_with("model.toml:16: dataset \"orders\".join \"nope\": source \"lake\" has no table \"nope\""), "{err}");
+    // A snowflake join must come from a table joined before it; each table joins once.
+    let err = biproxy::config::parse(
+        &model_text(
+            "\n[[dataset.join]]\ntable = \"categories\"\nfrom = \"products\"\nkey = \"category\"\n\n\
+             [[dataset.join]]\ntable = \"orders\"\nkey = \"order_id\"\n",
+        ),
+        "model.toml",
+        Path::new("."),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "model.toml:17: dataset[0].join[0].from: \"products\" is neither the dataset's table nor a table joined before this one\n\
+         model.toml:21: dataset[0].join[1].table: table \"orders\" is already part of the dataset; each table can be joined once"
+    );
+    // A snowflake key is checked against the table it joins from.
+    let config = model_with(
+        "\n[[dataset.join]]\ntable = \"products\"\nkey = \"product_id\"\ncolumns = [\"category\"]\n\n\
+         [[dataset.join]]\ntable = \"categories\"\nfrom = \"products\"\nkey = \"product_id\"\ndimension_key = \"category\"\n",
+    );
+    let err = model_error(&config).await;
+    assert_eq!(
+        err,
+        "model.toml:21: dataset \"orders\".join \"categories\": join keys have incompatible types: \
+         products.product_id is Int64, categories.category is Utf8View"
+    );
 }
 
 #[tokio::test]
 async fn every_measure_by_every_dimension_equals_the_raw_aggregate() {
     let server = TestServer::start().await;
     let client = server.connect("carol").await;
-    // (measure, the same aggregate over the raw tables o/c/p/s)
+    // (measure, the same aggregate over the raw tables o/c/p/k/s)
     let measures = [
         ("revenue", "sum(o.amount)"),
         ("total_cost", "sum(o.cost)"),
@@ -481,6 +501,8 @@ async fn every_measure_by_every_dimension_equals_the_raw_aggregate() {
         ("category", "p.category"),
         ("brand", "p.brand"),
         ("channel", "s.channel"),
+        ("department", "k.department"),
+        ("category_manager", "k.category_manager"),
         ("order_date_quarter", "CAST(date_trunc('quarter', o.order_date) AS DATE)"),
         ("price_band", "CASE WHEN o.unit_price < 100 THEN '低价' WHEN o.unit_price < 1000 THEN '中价' ELSE '高价' END"),
     ];
@@ -495,6 +517,7 @@ async fn every_measure_by_every_dimension_equals_the_raw_aggregate() {
                 "SELECT {raw_dim} AS d, CAST({raw_agg} AS VARCHAR) FROM orders o \
                  JOIN customers c ON o.customer_id = c.customer_id \
                  JOIN products p ON o.product_id = p.product_id \
+                 JOIN categories k ON p.category = k.category \
                  JOIN stores s ON o.store_id = s.store_id GROUP BY d ORDER BY d"
             ))
             .await;

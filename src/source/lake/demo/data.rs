@@ -45,6 +45,15 @@ const CATEGORIES: [(&str, [&str; 2], i64, i64); 5] = [
     ("Grocery", ["Nongfu", "Yili"], 3, 199),
     ("Sports", ["Anta", "Decathlon"], 49, 2999),
 ];
+/// The department and manager of each category: the `categories` table, joined from
+/// `products` (a snowflake).
+const DEPARTMENTS: [(&str, &str, &str); 5] = [
+    ("Electronics", "Durables", "王芳"),
+    ("Home", "Durables", "李伟"),
+    ("Apparel", "Lifestyle", "张敏"),
+    ("Grocery", "Daily Goods", "刘洋"),
+    ("Sports", "Lifestyle", "陈静"),
+];
 /// Discount percentages of discounted orders (unit price factor 0.80..=0.95).
 const DISCOUNT_PCTS: [i128; 4] = [5, 10, 15, 20];
 
@@ -188,6 +197,14 @@ pub(super) fn products_batch(products: &[Product]) -> Result<RecordBatch, ArrowE
             "list_price",
             decimal(products.iter().map(|p| p.price_cents).collect(), 12)?,
         ),
+    ])
+}
+
+pub(super) fn categories_batch() -> Result<RecordBatch, ArrowError> {
+    batch(vec![
+        ("category", strings(DEPARTMENTS.iter().map(|d| d.0))),
+        ("department", strings(DEPARTMENTS.iter().map(|d| d.1))),
+        ("category_manager", strings(DEPARTMENTS.iter().map(|d| d.2))),
     ])
 }
 

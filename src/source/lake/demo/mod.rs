@@ -27,7 +27,9 @@ use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::properties::WriterProperties;
 use tracing::{info, warn};
 
-use data::{catalog, customers_batch, products_batch, stores_batch, OrderGen, Product};
+use data::{
+    catalog, categories_batch, customers_batch, products_batch, stores_batch, OrderGen, Product,
+};
 
 /// Options for generating the demo data.
 ///
@@ -94,14 +96,14 @@ pub enum DemoOutcome {
 
 /// The table names, each a subdirectory of `dir` holding one or more `.parquet` files; the
 /// lake source registers exactly these as the demo catalog's tables.
-pub const TABLES: [&str; 4] = ["orders", "customers", "products", "stores"];
+pub const TABLES: [&str; 5] = ["orders", "customers", "products", "stores", "categories"];
 
 const MAX_ORDERS: u64 = 100_000_000;
 const ORDERS_PER_FILE: u64 = 5_000_000;
 const BATCH_ROWS: u64 = 131_072;
 const ROW_GROUP_ROWS: usize = 1_000_000;
 const MARKER: &str = "_demo.json";
-const FORMAT_VERSION: u64 = 1;
+const FORMAT_VERSION: u64 = 2;
 /// Ensure the demo tables exist under `dir`; generate them if the marker file is missing.
 ///
 /// Exists so the gateway is usable out of the box: it is cheap when the data is already
@@ -160,6 +162,7 @@ fn write_tables(tmp: &Path, spec: &DemoSpec) -> Result<(), DemoError> {
     write_table(tmp, "customers", &customers_batch(spec.seed, customers)?)?;
     write_table(tmp, "products", &products_batch(&products)?)?;
     write_table(tmp, "stores", &stores_batch(spec.seed)?)?;
+    write_table(tmp, "categories", &categories_batch()?)?;
     write_orders(&tmp.join("orders"), spec, &products, customers)
 }
 
@@ -356,7 +359,7 @@ mod tests {
         let marker = fs::read_to_string(dir.join(MARKER)).unwrap();
         assert_eq!(
             marker.trim(),
-            r#"{"orders": 5000, "seed": 7, "version": 1}"#
+            r#"{"orders": 5000, "seed": 7, "version": 2}"#
         );
         assert_eq!(
             ensure(&dir, &spec(5000, 7)).unwrap(),
