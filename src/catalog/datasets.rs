@@ -2,10 +2,12 @@
 //!
 //! A dataset whose source could not be reached at start-up is not listed (catalog
 //! queries never touch it), but naming it in a query fails with 08001 and the source's
-//! reason instead of "relation does not exist", so the user learns what is wrong.
+//! reason instead of "relation does not exist", so the user learns what is wrong. When
+//! the source answers again, [`DatasetSchema::restore`] puts the dataset in place; every
+//! session shares this schema, so open sessions see it at once.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
@@ -28,7 +30,7 @@ pub struct Unavailable {
 #[derive(Debug, Default)]
 pub struct DatasetSchema {
     tables: MemorySchemaProvider,
-    unavailable: HashMap<String, Unavailable>,
+    unavailable: RwLock<HashMap<String, Unavailable>>,
 }
 
 impl DatasetSchema {
@@ -36,11 +38,42 @@ impl DatasetSchema {
     pub fn new(unavailable: &[Unavailable]) -> DatasetSchema {
         DatasetSchema {
             tables: MemorySchemaProvider::new(),
-            unavailable: unavailable
-                .iter()
-                .map(|u| (u.dataset.clone(), u.clone()))
-                .collect(),
+            unavailable: RwLock::new(
+                unavailable
+                    .iter()
+                    .map(|u| (u.dataset.clone(), u.clone()))
+                    .collect(),
+            ),
         }
+    }
+
+    /// Serve `dataset` from now on: its source is back.
+    ///
+    /// # Errors
+    /// Never in practice (the in-memory schema accepts every table).
+    pub fn restore(&self, dataset: &str, table: Arc<dyn TableProvider>) -> DfResult<()> {
+        self.tables.register_table(dataset.to_owned(), table)?;
+        self.write().remove(dataset);
+        Ok(())
+    }
+
+    /// Keep answering 08001 for `dataset`, now with `reason`.
+    pub fn still_unavailable(&self, dataset: &str, reason: String) {
+        if let Some(u) = self.write().get_mut(dataset) {
+            u.reason = reason;
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Unavailable>> {
+        self.unavailable
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Unavailable>> {
+        self.unavailable
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -51,9 +84,10 @@ impl SchemaProvider for DatasetSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        if let Some(u) = self.unavailable.get(name) {
+        let unavailable = self.read().get(name).cloned();
+        if let Some(u) = unavailable {
             return Err(SourceError::Unavailable {
-                source_name: u.source.clone(),
+                source_name: u.source,
                 message: format!("dataset \"{}\" cannot be served: {}", u.dataset, u.reason),
             }
             .into_datafusion());
@@ -74,6 +108,6 @@ impl SchemaProvider for DatasetSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.tables.table_exist(name) || self.unavailable.contains_key(name)
+        self.tables.table_exist(name) || self.read().contains_key(name)
     }
 }

@@ -20,7 +20,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::catalog::datasets::Unavailable;
+use crate::catalog::datasets::{DatasetSchema, Unavailable};
 use crate::config::{
     ColumnDoc, Config, ConfigError, DatasetConfig, DatasetQuery, DimensionConfig, FieldConfig,
     HierarchyConfig, MeasureConfig, MeasureDef, SourceKind,
@@ -32,6 +32,7 @@ pub mod dimension;
 pub mod field;
 pub mod measure;
 pub mod metadata;
+pub mod recovery;
 pub mod star;
 
 /// A dataset as clients see it.
@@ -112,6 +113,7 @@ pub struct Workspace {
 #[derive(Debug, Default)]
 pub struct Model {
     workspaces: HashMap<String, Arc<Workspace>>,
+    recovery: Option<recovery::Recovery>,
 }
 
 impl Model {
@@ -119,6 +121,17 @@ impl Model {
     pub fn workspace(&self, name: &str) -> Option<Arc<Workspace>> {
         self.workspaces.get(name).cloned()
     }
+
+    /// The background work that brings back sources that were down at start-up, if any
+    /// were (taken once, to be run by the server).
+    pub fn take_recovery(&mut self) -> Option<recovery::Recovery> {
+        self.recovery.take()
+    }
+}
+
+/// The sources a dataset reads: its own and those of its joins.
+fn sources_of(d: &DatasetConfig) -> impl Iterator<Item = &String> {
+    std::iter::once(&d.source).chain(d.joins.iter().filter_map(|j| j.source.as_ref()))
 }
 
 /// Why the model could not be built.
@@ -150,18 +163,21 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
     let (sources, down) = open_sources(config, generate_demo).await?;
     let mut errors = Vec::new();
     let mut workspaces = HashMap::new();
+    let mut pending = Vec::new();
+    let mut schemas = HashMap::new();
     for ws in &config.workspaces {
         let mut datasets = Vec::new();
         let mut unavailable = Vec::new();
         for d in config.datasets.iter().filter(|d| d.workspace == ws.name) {
-            let needs =
-                std::iter::once(&d.source).chain(d.joins.iter().filter_map(|j| j.source.as_ref()));
-            if let Some((source, reason)) = needs.filter_map(|s| down.get_key_value(s)).next() {
+            if let Some((source, reason)) =
+                sources_of(d).filter_map(|s| down.get_key_value(s)).next()
+            {
                 unavailable.push(Unavailable {
                     dataset: d.name.to_lowercase(),
                     source: source.clone(),
                     reason: reason.clone(),
                 });
+                pending.push((ws.name.clone(), d.clone()));
                 continue;
             }
             if !sources.contains_key(&d.source) {
@@ -172,14 +188,29 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
                 Err(found) => errors.extend(found),
             }
         }
-        let workspace = workspace(&ws.name, &ws.description, datasets, &unavailable).await?;
+        let public = Arc::new(DatasetSchema::new(&unavailable));
+        schemas.insert(ws.name.clone(), Arc::clone(&public));
+        let workspace = workspace(&ws.name, &ws.description, datasets, public).await?;
         workspaces.insert(ws.name.clone(), Arc::new(workspace));
     }
-    if errors.is_empty() {
-        Ok(Model { workspaces })
-    } else {
-        Err(ModelError::Config(errors))
+    if !errors.is_empty() {
+        return Err(ModelError::Config(errors));
     }
+    let recovery = (!down.is_empty()).then(|| recovery::Recovery {
+        sources,
+        down: config
+            .sources
+            .iter()
+            .filter(|s| down.contains_key(&s.name))
+            .cloned()
+            .collect(),
+        pending,
+        schemas,
+    });
+    Ok(Model {
+        workspaces,
+        recovery,
+    })
 }
 
 /// Open every source, generating demo data first where configured (and allowed). A
@@ -211,7 +242,7 @@ async fn open_sources(
                 sources.insert(source.name.clone(), opened);
             }
             Err(OpenError::Sql(e)) => {
-                tracing::error!(source = %source.name, error = %e, "source unavailable; its datasets answer 08001 until restart");
+                tracing::error!(source = %source.name, error = %e, "source unavailable; its datasets answer 08001 until it answers again");
                 down.insert(source.name.clone(), e.to_string());
             }
             Err(OpenError::Unsupported(name, reason)) => {
@@ -271,7 +302,7 @@ async fn workspace(
     name: &str,
     description: &str,
     datasets: Vec<Dataset>,
-    unavailable: &[Unavailable],
+    public: Arc<DatasetSchema>,
 ) -> Result<Workspace, ModelError> {
     let fail = |e| ModelError::Catalog(name.to_owned(), e);
     let providers: Vec<(String, Arc<dyn TableProvider>)> = datasets
@@ -284,7 +315,7 @@ async fn workspace(
         })
         .collect();
     let state = metadata::schema(&datasets)
-        .and_then(|meta| crate::catalog::workspace_state(name, &providers, unavailable, meta))
+        .and_then(|meta| crate::catalog::workspace_state(name, &providers, public, meta))
         .map_err(fail)?;
     let docs: Vec<_> = datasets.iter().map(Dataset::doc).collect();
     let state = crate::catalog::description::install(state, name, &docs)

@@ -68,6 +68,7 @@ pub struct Server {
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
+    recovery: Option<semantic::recovery::Recovery>,
 }
 
 impl Server {
@@ -77,7 +78,8 @@ impl Server {
     /// [`ServerError`] naming what failed.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let tls = config.server.tls.as_ref().map(tls_acceptor).transpose()?;
-        let model = semantic::build(&config, true).await?;
+        let mut model = semantic::build(&config, true).await?;
+        let recovery = model.take_recovery();
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -92,6 +94,7 @@ impl Server {
             shared,
             tls,
             shutdown: CancellationToken::new(),
+            recovery,
         })
     }
 
@@ -112,6 +115,9 @@ impl Server {
     pub async fn run(self) {
         let limit = Arc::new(Semaphore::new(self.shared.server.max_connections));
         let tasks = TaskTracker::new();
+        if let Some(recovery) = self.recovery {
+            tasks.spawn(recovery.run(self.shutdown.clone()));
+        }
         tracing::info!(addr = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = self.tls.is_some(), "listening");
         loop {
             let accepted = tokio::select! {

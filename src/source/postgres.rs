@@ -228,10 +228,25 @@ fn session_options(config: &SqlSourceConfig) -> String {
         "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=iso_8601 -c extra_float_digits=3 \
          -c bytea_output=hex -c default_transaction_read_only=on",
     );
+    // Statements name tables without their schema (see `SqlSource::remote_name`).
+    options.push_str(&format!(
+        " -c search_path={}",
+        options_escape(&quote_ident(&config.schema))
+    ));
     if let Some(t) = config.statement_timeout {
         options.push_str(&format!(" -c statement_timeout={}", t.as_millis()));
     }
     options
+}
+
+/// An identifier quoted for PostgreSQL.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A value for the `options` startup parameter, where spaces and backslashes are escaped.
+fn options_escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace(' ', "\\ ")
 }
 
 /// The Arrow type a PostgreSQL column is read as. Unknown types are read as text.

@@ -128,6 +128,25 @@ impl SqlSource {
         self.config.engine
     }
 
+    /// How statements name `table`: as the plan does, without its schema, wherever the
+    /// connection reaches the schema by default (PostgreSQL sets `search_path` to it; a
+    /// MySQL schema is the database connected to; SQL Server's default is `dbo`). The SQL
+    /// generator then leaves the plan's names and aliases as they are, and statements (and
+    /// golden files) do not depend on the database's name.
+    fn remote_name(&self, table: &str) -> TableReference {
+        let config = &self.config;
+        let by_default = match config.engine {
+            Engine::Postgres => true,
+            Engine::MySql => config.schema == config.database,
+            Engine::SqlServer => config.schema.eq_ignore_ascii_case("dbo"),
+        };
+        if by_default {
+            TableReference::bare(table)
+        } else {
+            TableReference::partial(config.schema.as_str(), table)
+        }
+    }
+
     /// Discover the tables of the configured schema and wrap each as a federated provider.
     ///
     /// # Errors
@@ -142,7 +161,7 @@ impl SqlSource {
         Ok(tables
             .into_iter()
             .map(|(table, fields)| {
-                let remote = TableReference::partial(self.config.schema.as_str(), table.as_str());
+                let remote = self.remote_name(&table);
                 let schema = Arc::new(Schema::new(fields));
                 let source =
                     SQLTableSource::new_with_schema(Arc::clone(&federation), remote.into(), schema);

@@ -5,7 +5,10 @@
 //! Where new tests go: the command line in `cli`; protocol and errors in `wire`; catalog
 //! and session commands in `catalog`; psql in `psql`; pgJDBC in `jdbc`; cancellation and
 //! timeouts in `cancel`; TLS in `tls`; measures and the model schema in `semantic`;
-//! PostgreSQL and MySQL sources (pushdown, types, faults) in `sources`.
+//! PostgreSQL and MySQL sources (pushdown, types, faults) in `sources`; the demo model on
+//! every source (golden `tests/slt/sources/model.slt`) in `pushdown`; CSV and partitioned
+//! lakes in `lake`; the TPC-H differential suite (`tests/tpch/`) in `tpch`; SQL Server's
+//! generated SQL (golden `tests/tpch/sqlserver/`) in `sqlserver`.
 //! Golden SQL files go in `tests/slt/*.slt` (run by `slt`; `BIPROXY_SLT_COMPLETE=1`
 //! rewrites their expected output for review).
 
@@ -13,10 +16,14 @@ mod cancel;
 mod catalog;
 mod cli;
 mod jdbc;
+mod lake;
 mod psql;
+mod pushdown;
 mod semantic;
 mod slt;
 mod sources;
+mod sqlserver;
 mod support;
 mod tls;
+mod tpch;
 mod wire;

@@ -1,9 +1,11 @@
 //! Golden SQL files (`tests/slt/*.slt`, sqllogictest format) run through biproxy over the
 //! wire. Errors render as `<SQLSTATE>: <message>`, so `statement error 42703: ...` asserts
-//! the code, not only the text. Set `BIPROXY_SLT_COMPLETE=1` to rewrite the expected
-//! output of every file for review.
+//! the code, not only the text. The rows of an `EXPLAIN` are the statements sent to
+//! database sources, one per row as `<source>: <sql>`: that is the part of a plan a golden
+//! file pins down (the rest is DataFusion's to change). Set `BIPROXY_SLT_COMPLETE=1` to
+//! rewrite the expected output of every file for review.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sqllogictest::{
     default_column_validator, default_normalizer, default_validator, AsyncDB, DBOutput,
@@ -45,6 +47,43 @@ impl AsyncDB for Wire {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let output = self.run_sql(sql).await?;
+        let explain = sql
+            .trim_start()
+            .get(..7)
+            .is_some_and(|w| w.eq_ignore_ascii_case("explain"));
+        Ok(match output {
+            DBOutput::Rows { rows, .. } if explain => DBOutput::Rows {
+                types: vec![DefaultColumnType::Text],
+                rows: source_statements(&rows),
+            },
+            other => other,
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    async fn sleep(dur: std::time::Duration) {
+        tokio::time::sleep(dur).await;
+    }
+}
+
+/// The statements in an `EXPLAIN`'s physical plan, as `<source>: <sql>`.
+fn source_statements(rows: &[Vec<String>]) -> Vec<Vec<String>> {
+    rows.iter()
+        .filter(|r| r.first().is_some_and(|t| t == "physical_plan"))
+        .flat_map(|r| r.get(1).map(String::as_str).unwrap_or("").lines())
+        .filter_map(|line| {
+            let name = line.split(" name=").nth(1)?.split(' ').next()?;
+            let sql = line.split(" base_sql=").nth(1)?;
+            let sql = sql.split(" rewritten_").next()?;
+            Some(vec![format!("{name}: {sql}")])
+        })
+        .collect()
+}
+
+impl Wire {
+    async fn run_sql(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
         let mut columns = None;
         let mut rows = Vec::new();
         let mut affected = 0;
@@ -72,12 +111,6 @@ impl AsyncDB for Wire {
             None => DBOutput::StatementComplete(affected),
         })
     }
-
-    async fn shutdown(&mut self) {}
-
-    async fn sleep(dur: std::time::Duration) {
-        tokio::time::sleep(dur).await;
-    }
 }
 
 fn slt_files() -> Vec<PathBuf> {
@@ -91,43 +124,51 @@ fn slt_files() -> Vec<PathBuf> {
     files
 }
 
+/// Run (or, with `BIPROXY_SLT_COMPLETE`, rewrite) one golden file on a fresh connection
+/// per `conn`, with `labels` for its `onlyif`/`skipif` records.
+pub(crate) async fn run_file(file: &Path, conn: &str, labels: &[&str]) -> Result<(), String> {
+    let conn = conn.to_owned();
+    let mut runner = Runner::new(move || {
+        let conn = conn.clone();
+        async move {
+            let (client, connection) =
+                tokio_postgres::connect(&conn, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            Ok(Wire { client })
+        }
+    });
+    for label in labels {
+        runner.add_label(label);
+    }
+    if std::env::var_os("BIPROXY_SLT_COMPLETE").is_some() {
+        runner
+            .update_test_file(
+                file,
+                " ",
+                default_validator,
+                default_normalizer,
+                default_column_validator,
+            )
+            .await
+            .map_err(|e| e.to_string())
+    } else {
+        runner
+            .run_file_async(file)
+            .await
+            .map_err(|e| e.display(false).to_string())
+    }
+}
+
 #[tokio::test]
 async fn golden_files() {
     let files = slt_files();
     assert!(!files.is_empty(), "no .slt files in tests/slt");
-    let complete = std::env::var_os("BIPROXY_SLT_COMPLETE").is_some();
     let mut failures = Vec::new();
     for file in files {
         // One server (and so one fresh session state) per file.
         let server = TestServer::start().await;
         let conn = server.conn_str("carol", "carol", "demo");
-        let mut runner = Runner::new(move || {
-            let conn = conn.clone();
-            async move {
-                let (client, connection) =
-                    tokio_postgres::connect(&conn, tokio_postgres::NoTls).await?;
-                tokio::spawn(connection);
-                Ok(Wire { client })
-            }
-        });
-        let result = if complete {
-            runner
-                .update_test_file(
-                    &file,
-                    " ",
-                    default_validator,
-                    default_normalizer,
-                    default_column_validator,
-                )
-                .await
-                .map_err(|e| e.to_string())
-        } else {
-            runner
-                .run_file_async(&file)
-                .await
-                .map_err(|e| e.display(false).to_string())
-        };
-        if let Err(e) = result {
+        if let Err(e) = run_file(&file, &conn, &["lake"]).await {
             failures.push(format!("{}:\n{e}", file.display()));
         }
     }

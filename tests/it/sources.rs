@@ -2,131 +2,67 @@
 //! faults, against the real servers on this machine. Each test creates its own databases
 //! and drops them at the end.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use biproxy::config;
 use mysql_async::prelude::Queryable;
 use tokio_postgres::NoTls;
 
+use crate::support::databases::Databases;
 use crate::support::{demo_config_text, rows, sqlstate, table, TestServer};
-
-const PG_ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
-const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306";
 
 /// A PostgreSQL and a MariaDB database with a small shop in them.
 struct Shop {
-    name: String,
+    db: Databases,
 }
 
 impl Shop {
     async fn create() -> Shop {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "biproxy_it_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let admin = pg(PG_ADMIN).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+        let db = Databases::create().await;
+        db.pg()
             .await
-            .expect("create the PostgreSQL test database (is PostgreSQL running?)");
-        let db = pg(&format!(
-            "host=127.0.0.1 port=5432 user=postgres dbname={name}"
-        ))
-        .await;
-        db.batch_execute(
-            "CREATE TABLE orders (order_id int PRIMARY KEY, customer_id int NOT NULL, \
-               qty int8, amount numeric(12,2), paid bool, ordered_at timestamptz, day date, \
-               note text, raw bytea);
-             INSERT INTO orders VALUES
-               (1, 10, 2, 100.50, true, '2024-03-01 10:00:00+08', '2024-03-01', '上海 order', '\\x00ff'),
-               (2, 10, 1, 20.25, false, '2024-03-02 12:30:00+00', '2024-03-02', NULL, NULL),
-               (3, 20, 5, 999999999.99, true, '2024-04-01 00:00:00+00', '2024-04-01', 'plain', '\\x01'),
-               (4, 30, 3, 7.00, NULL, NULL, NULL, 'x', NULL);",
-        )
-        .await
-        .expect("load PostgreSQL test data");
-        let mut my = mysql_async::Conn::from_url(MY_ADMIN)
+            .batch_execute(
+                "CREATE TABLE orders (order_id int PRIMARY KEY, customer_id int NOT NULL, \
+                   qty int8, amount numeric(12,2), paid bool, ordered_at timestamptz, day date, \
+                   note text, raw bytea);
+                 INSERT INTO orders VALUES
+                   (1, 10, 2, 100.50, true, '2024-03-01 10:00:00+08', '2024-03-01', '上海 order', '\\x00ff'),
+                   (2, 10, 1, 20.25, false, '2024-03-02 12:30:00+00', '2024-03-02', NULL, NULL),
+                   (3, 20, 5, 999999999.99, true, '2024-04-01 00:00:00+00', '2024-04-01', 'plain', '\\x01'),
+                   (4, 30, 3, 7.00, NULL, NULL, NULL, 'x', NULL);",
+            )
             .await
-            .expect("connect to MariaDB (is it running?)");
-        my.query_drop(format!(
-            "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-        ))
-        .await
-        .expect("create the MariaDB test database");
-        my.query_drop(format!(
-            "CREATE TABLE {name}.customers (customer_id int PRIMARY KEY, region varchar(20), \
+            .expect("load PostgreSQL test data");
+        let mut my = db.my().await;
+        my.query_drop(
+            "CREATE TABLE customers (customer_id int PRIMARY KEY, region varchar(20), \
                big bigint unsigned, price decimal(10,3), vip tinyint(1), joined datetime, \
                photo blob);
-             INSERT INTO {name}.customers VALUES
+             INSERT INTO customers VALUES
                (10, '华东', 18446744073709551615, 1.125, 1, '2020-01-02 03:04:05', x'cafe'),
                (20, 'North', 0, NULL, 0, NULL, NULL),
-               (30, 'North', 42, 0.001, NULL, '1999-12-31 23:59:59', x'');"
-        ))
+               (30, 'North', 42, 0.001, NULL, '1999-12-31 23:59:59', x'');",
+        )
         .await
         .expect("load MariaDB test data");
         my.disconnect().await.ok();
-        Shop { name }
+        Shop { db }
     }
 
     /// The demo config plus the two sources and datasets over them.
     fn config(&self, extra_source_settings: &str) -> config::Config {
-        let name = &self.name;
         let text = format!(
-            "{}\n\n[[source]]\nname = \"shop_pg\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\n\
-             database = \"{name}\"\nuser = \"postgres\"\npassword = \"\"\n{extra_source_settings}\n\n\
-             [[source]]\nname = \"shop_my\"\nkind = \"mysql\"\nhost = \"127.0.0.1\"\n\
-             database = \"{name}\"\nuser = \"root\"\npassword = \"\"\n\n\
+            "{}\n{}\n\
              [[dataset]]\nworkspace = \"demo\"\nname = \"pg_orders\"\nsource = \"shop_pg\"\ntable = \"orders\"\n\n\
              [[dataset]]\nworkspace = \"demo\"\nname = \"my_customers\"\nsource = \"shop_my\"\ntable = \"customers\"\n\n\
              [[dataset]]\nworkspace = \"demo\"\nname = \"orders_by_customer\"\nsource = \"shop_pg\"\ntable = \"orders\"\n\
              [[dataset.join]]\ntable = \"customers\"\nsource = \"shop_my\"\nkey = \"customer_id\"\ncolumns = [\"region\"]\n",
-            demo_config_text("")
+            demo_config_text(""),
+            self.db.sources_toml("shop_pg", "shop_my", extra_source_settings),
         );
         config::parse(&text, "sources.toml", std::path::Path::new("."))
             .unwrap_or_else(|e| panic!("test config: {e}"))
     }
-}
-
-/// Both databases are dropped when the shop goes out of scope, even when a test fails.
-impl Drop for Shop {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cleanup runtime");
-            runtime.block_on(async move {
-                let admin = pg(PG_ADMIN).await;
-                admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .expect("drop the PostgreSQL test database");
-                let mut my = mysql_async::Conn::from_url(MY_ADMIN)
-                    .await
-                    .expect("MariaDB");
-                my.query_drop(format!("DROP DATABASE IF EXISTS {name}"))
-                    .await
-                    .expect("drop the MariaDB test database");
-                my.disconnect().await.ok();
-            });
-        })
-        .join();
-        if dropped.is_err() && !std::thread::panicking() {
-            panic!("could not drop the test databases {}", self.name);
-        }
-    }
-}
-
-async fn pg(conn: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(conn, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to PostgreSQL ({conn}): {e}"));
-    tokio::spawn(connection);
-    client
 }
 
 /// The physical plan lines of `EXPLAIN sql`.
@@ -161,7 +97,7 @@ async fn an_aggregate_on_postgres_runs_there_as_one_statement() {
     for part in [
         "sum(",
         "count(",
-        "FROM \"public\".\"orders\"",
+        "FROM \"orders\"",
         "WHERE",
         "GROUP BY",
         "ORDER BY",
@@ -303,11 +239,7 @@ async fn busy_pool_timeout_and_cancel_reach_the_source() {
     .await;
     let client = server.connect("alice").await;
     // Hold a lock so the pushed statement waits on PostgreSQL.
-    let locker = pg(&format!(
-        "host=127.0.0.1 port=5432 user=postgres dbname={}",
-        shop.name
-    ))
-    .await;
+    let locker = shop.db.pg().await;
     locker
         .batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
         .await
@@ -336,11 +268,7 @@ async fn busy_pool_timeout_and_cancel_reach_the_source() {
 async fn a_client_cancel_cancels_the_statement_on_postgres() {
     let shop = Shop::create().await;
     let server = TestServer::with_config(shop.config("")).await;
-    let admin = pg(&format!(
-        "host=127.0.0.1 port=5432 user=postgres dbname={}",
-        shop.name
-    ))
-    .await;
+    let admin = shop.db.pg().await;
     admin
         .batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
         .await
@@ -351,11 +279,7 @@ async fn a_client_cancel_cancels_the_statement_on_postgres() {
         tokio::spawn(async move { client.simple_query("SELECT count(*) FROM pg_orders").await });
     let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
                    AND application_name = 'biproxy' AND state = 'active'";
-    let observer = pg(&format!(
-        "host=127.0.0.1 port=5432 user=postgres dbname={}",
-        shop.name
-    ))
-    .await;
+    let observer = shop.db.pg().await;
     let count = |sql: &'static str| {
         let observer = &observer;
         async move {
@@ -387,5 +311,112 @@ async fn a_client_cancel_cancels_the_statement_on_postgres() {
     }
     assert_eq!(seen, 0, "the statement no longer runs on PostgreSQL");
     admin.batch_execute("ROLLBACK").await.expect("unlock");
+    drop(shop);
+}
+
+#[tokio::test]
+async fn a_source_that_comes_back_is_served_without_a_restart() {
+    let shop = Shop::create().await;
+    let late = shop.db.late();
+    let text = format!(
+        "{}\n[[source]]\nname = \"late_pg\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\n\
+         database = \"{late}\"\nuser = \"postgres\"\npassword = \"\"\nretry_interval = \"200ms\"\n\n\
+         [[dataset]]\nworkspace = \"demo\"\nname = \"late_orders\"\nsource = \"late_pg\"\ntable = \"orders\"\n",
+        demo_config_text("")
+    );
+    let config = config::parse(&text, "late.toml", std::path::Path::new(".")).expect("config");
+    let server = TestServer::with_config(config).await;
+    let open = server.connect("alice").await;
+    let err = open
+        .simple_query("SELECT count(*) FROM late_orders")
+        .await
+        .expect_err("the database does not exist yet");
+    assert_eq!(sqlstate(&err), "08001", "{err:?}");
+    shop.db
+        .create_late(
+            "CREATE TABLE orders (id int, amount numeric(8,2)); \
+                      INSERT INTO orders VALUES (1, 2.50), (2, 4.00);",
+        )
+        .await;
+    // The session opened while the source was down sees it come back.
+    let mut last = None;
+    for _ in 0..100 {
+        match open
+            .simple_query("SELECT count(*), sum(amount) FROM late_orders")
+            .await
+        {
+            Ok(_) => {
+                last = None;
+                break;
+            }
+            Err(e) => {
+                assert_eq!(sqlstate(&e), "08001", "{e:?}");
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert!(last.is_none(), "still unavailable after 10 s: {last:?}");
+    assert_eq!(
+        rows(&open, "SELECT count(*), sum(amount) FROM late_orders").await,
+        table(&[["2", "6.50"]])
+    );
+    // A new session too.
+    let fresh = server.connect("bob").await;
+    assert_eq!(
+        rows(&fresh, "SELECT id FROM late_orders ORDER BY id").await,
+        table(&[["1"], ["2"]])
+    );
+    drop(shop);
+}
+
+#[tokio::test]
+async fn terminated_source_connections_are_replaced() {
+    let shop = Shop::create().await;
+    let server = TestServer::with_config(shop.config("pool_size = 2")).await;
+    let client = server.connect("alice").await;
+    let count = "SELECT count(*) FROM pg_orders";
+    assert_eq!(rows(&client, count).await, table(&[["4"]]));
+    let admin = shop.db.pg().await;
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'biproxy'",
+            &[],
+        )
+        .await
+        .expect("terminate biproxy's connections")
+        .get(0);
+    assert!(killed >= 1, "biproxy kept a pooled connection open");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The pool notices the closed connections and opens new ones.
+    assert_eq!(rows(&client, count).await, table(&[["4"]]));
+    assert_eq!(rows(&client, count).await, table(&[["4"]]));
+    drop(shop);
+}
+
+#[tokio::test]
+async fn a_sql_dataset_on_a_database_runs_there() {
+    let shop = Shop::create().await;
+    let text = format!(
+        "{}\n{}\n[[dataset]]\nworkspace = \"demo\"\nname = \"big_orders\"\nsource = \"shop_pg\"\n\
+         sql = \"SELECT order_id, customer_id, amount * 2 AS doubled FROM orders WHERE amount > 50\"\n",
+        demo_config_text(""),
+        shop.db.sources_toml("shop_pg", "shop_my", ""),
+    );
+    let config = config::parse(&text, "sql.toml", std::path::Path::new(".")).expect("config");
+    let server = TestServer::with_config(config).await;
+    let client = server.connect("alice").await;
+    let sql = "SELECT customer_id, sum(doubled) FROM big_orders GROUP BY customer_id ORDER BY customer_id";
+    assert_eq!(
+        rows(&client, sql).await,
+        table(&[["10", "201.00"], ["20", "1999999999.98"]])
+    );
+    let plan = explain(&client, sql).await;
+    let pushed: Vec<&str> = plan.lines().filter(|l| l.contains("sql=")).collect();
+    assert_eq!(pushed.len(), 1, "one statement:\n{plan}");
+    for part in ["WHERE", "> 50", "* 2", "GROUP BY", "ORDER BY"] {
+        assert!(pushed[0].contains(part), "{part} is pushed down:\n{plan}");
+    }
     drop(shop);
 }

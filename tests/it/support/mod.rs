@@ -1,6 +1,8 @@
 //! Test fixtures: a real biproxy on an ephemeral port, the demo data generated once per
 //! run, and clients that connect over a real socket.
 
+pub(crate) mod databases;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -135,7 +137,7 @@ pub(crate) fn sqlstate(err: &tokio_postgres::Error) -> String {
 /// Run `sql` directly on the raw Parquet files with DataFusion, bypassing biproxy, to
 /// compute expected results independently. Returns text rows.
 pub(crate) async fn direct(sql: &str) -> Vec<Vec<String>> {
-    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    use datafusion::arrow::util::display::FormatOptions;
     use datafusion::prelude::{ParquetReadOptions, SessionContext};
     let ctx = SessionContext::new();
     for table in demo::TABLES {
@@ -151,16 +153,39 @@ pub(crate) async fn direct(sql: &str) -> Vec<Vec<String>> {
         .collect()
         .await
         .expect("run");
-    let options = FormatOptions::default().with_null("NULL");
+    text_rows(&batches, &FormatOptions::default())
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Every value of `batches` as text, `None` for NULL.
+pub(crate) fn text_rows(
+    batches: &[datafusion::arrow::record_batch::RecordBatch],
+    options: &datafusion::arrow::util::display::FormatOptions,
+) -> Vec<Vec<Option<String>>> {
+    use datafusion::arrow::array::Array;
+    use datafusion::arrow::util::display::ArrayFormatter;
     let mut rows = Vec::new();
     for batch in batches {
         let formatters: Vec<_> = batch
             .columns()
             .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), options).expect("formatter"))
             .collect();
         for r in 0..batch.num_rows() {
-            rows.push(formatters.iter().map(|f| f.value(r).to_string()).collect());
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .zip(&formatters)
+                    .map(|(c, f)| (!c.is_null(r)).then(|| f.value(r).to_string()))
+                    .collect(),
+            );
         }
     }
     rows
@@ -168,11 +193,18 @@ pub(crate) async fn direct(sql: &str) -> Vec<Vec<String>> {
 
 /// Text rows of a simple query through biproxy (NULL as "NULL").
 pub(crate) async fn rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
-    let messages = client
-        .simple_query(sql)
+    try_rows(client, sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    messages
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+}
+
+/// Text rows of a simple query (NULL as "NULL"), or the error.
+pub(crate) async fn try_rows(
+    client: &Client,
+    sql: &str,
+) -> Result<Vec<Vec<String>>, tokio_postgres::Error> {
+    let messages = client.simple_query(sql).await?;
+    Ok(messages
         .into_iter()
         .filter_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(row) => Some(
@@ -182,7 +214,7 @@ pub(crate) async fn rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
             ),
             _ => None,
         })
-        .collect()
+        .collect())
 }
 
 /// Expected rows written as string literals.

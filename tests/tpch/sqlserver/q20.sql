@@ -1,0 +1,5 @@
+-- TPC-H Q20 as sent to SQL Server (one statement per line)
+SELECT "supplier"."s_suppkey", "supplier"."s_name", "supplier"."s_address" FROM "supplier" AS "supplier" INNER JOIN (SELECT "nation"."n_nationkey" FROM "nation" AS "nation" WHERE ("nation"."n_name" = 'CANADA')) AS "nation" ON "supplier"."s_nationkey" = "nation"."n_nationkey"
+SELECT "partsupp"."ps_partkey", "partsupp"."ps_suppkey", "partsupp"."ps_availqty" FROM "partsupp" AS "partsupp"
+SELECT "__correlated_sq_1"."p_partkey" FROM (SELECT "__correlated_sq_1"."p_partkey", "__correlated_sq_1"."p_name" FROM "part" AS "__correlated_sq_1") AS "__correlated_sq_1" WHERE "__correlated_sq_1"."p_name" LIKE 'forest%'
+SELECT "lineitem"."l_partkey", "lineitem"."l_suppkey", sum("lineitem"."l_quantity") FROM (SELECT "lineitem"."l_partkey", "lineitem"."l_suppkey", "lineitem"."l_quantity" FROM "lineitem" AS "lineitem" WHERE (("lineitem"."l_shipdate" >= CAST('1994-01-01' AS DATE)) AND ("lineitem"."l_shipdate" < CAST('1995-01-01' AS DATE)))) AS "lineitem" GROUP BY "lineitem"."l_partkey", "lineitem"."l_suppkey"
