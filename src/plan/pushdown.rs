@@ -190,9 +190,29 @@ fn federate(plan: LogicalPlan, remote: &Remote) -> LogicalPlan {
 }
 
 /// Shape a subtree the way the SQL generator writes correctly: filters folded into the
-/// scans they sit on, one alias per table, and an explicit projection over aggregates.
+/// scans they sit on, one alias per table, an explicit projection over aggregates, and
+/// no row count on a sort that a limit already bounds.
 fn for_sql(plan: LogicalPlan) -> Result<LogicalPlan> {
-    select_aggregates(single_aliases(scan_filters(plan)?)?)
+    select_aggregates(single_aliases(scan_filters(limited_sorts(plan)?)?)?)
+}
+
+/// Drop the row count of a sort under a limit. The optimizer gives `LIMIT 2 OFFSET 1` over
+/// a sort the count 3 (offset + limit) for a top-N sort; the SQL generator then writes
+/// `LIMIT 3 OFFSET 1` and the database returns one row too many. The limit alone says it.
+fn limited_sorts(plan: LogicalPlan) -> Result<LogicalPlan> {
+    plan.transform_up(|node| match node {
+        LogicalPlan::Limit(mut limit) => match limit.input.as_ref() {
+            LogicalPlan::Sort(sort) if sort.fetch.is_some() => {
+                let mut sort = sort.clone();
+                sort.fetch = None;
+                limit.input = Arc::new(LogicalPlan::Sort(sort));
+                Ok(Transformed::yes(LogicalPlan::Limit(limit)))
+            }
+            _ => Ok(Transformed::no(LogicalPlan::Limit(limit))),
+        },
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
 }
 
 /// Fold each filter that sits directly on a scan into the scan. The SQL generator

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::{
-    BinaryExpr, Expr, ExprSchemable, JoinType, LogicalPlan, Operator, SortExpr,
+    BinaryExpr, Expr, ExprSchemable, JoinType, LogicalPlan, Operator, SkipType, SortExpr,
 };
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::unparser::dialect::{
@@ -164,8 +164,13 @@ pub fn can_run(engine: Engine, plan: &LogicalPlan) -> bool {
         | LogicalPlan::Projection(_)
         | LogicalPlan::Filter(_)
         | LogicalPlan::Aggregate(_)
-        | LogicalPlan::Limit(_)
         | LogicalPlan::SubqueryAlias(_) => true,
+        // SQL Server can skip rows only after an ORDER BY (OFFSET ... FETCH).
+        LogicalPlan::Limit(l) => {
+            engine != Engine::SqlServer
+                || matches!(l.get_skip_type(), Ok(SkipType::Literal(0)))
+                || matches!(l.input.as_ref(), LogicalPlan::Sort(_))
+        }
         LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(_)) => true,
         LogicalPlan::Join(j) => match j.join_type {
             JoinType::Inner | JoinType::Left | JoinType::Right => true,
@@ -181,6 +186,78 @@ pub fn can_run(engine: Engine, plan: &LogicalPlan) -> bool {
         _ => false,
     };
     node_ok && plan.expressions().iter().all(|e| expr_ok(engine, e))
+}
+
+/// Rewrite `LIMIT n [OFFSET m]` for SQL Server: `TOP n` when there is no ORDER BY and no
+/// offset, else `OFFSET m ROWS FETCH FIRST n ROWS ONLY` after the ORDER BY. [`can_run`]
+/// keeps an offset without ORDER BY in biproxy, so every LIMIT has one of these forms.
+///
+/// # Errors
+/// Never; the signature is that of an AST analyzer.
+pub fn sql_server_limits(
+    mut statement: ast::Statement,
+) -> datafusion::error::Result<ast::Statement> {
+    let _ = ast::VisitMut::visit(&mut statement, &mut SqlServerLimits);
+    Ok(statement)
+}
+
+/// Applies [`sql_server_limit`] to every query, derived tables included.
+struct SqlServerLimits;
+
+impl ast::VisitorMut for SqlServerLimits {
+    type Break = ();
+
+    fn post_visit_query(&mut self, q: &mut ast::Query) -> std::ops::ControlFlow<()> {
+        sql_server_limit(q);
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+fn sql_server_limit(q: &mut ast::Query) {
+    let Some(ast::LimitClause::LimitOffset { limit, offset, .. }) = q.limit_clause.take() else {
+        return;
+    };
+    let zero = ast::Expr::value(ast::Value::Number("0".into(), false));
+    let offset = offset.map(|o| o.value).filter(|o| *o != zero);
+    match (&q.order_by, &mut *q.body, limit, offset) {
+        (_, _, None, None) => {}
+        (None, ast::SetExpr::Select(select), Some(n), None) => {
+            select.top = Some(ast::Top {
+                with_ties: false,
+                percent: false,
+                quantity: Some(ast::TopQuantity::Expr(n)),
+            });
+        }
+        (_, _, limit, offset) => {
+            // OFFSET ... FETCH needs an ORDER BY; any order will do where none was asked.
+            if q.order_by.is_none() {
+                q.order_by = any_order();
+            }
+            q.limit_clause = Some(ast::LimitClause::LimitOffset {
+                limit: None,
+                offset: Some(ast::Offset {
+                    value: offset.unwrap_or(zero),
+                    rows: ast::OffsetRows::Rows,
+                }),
+                limit_by: vec![],
+            });
+            q.fetch = limit.map(|n| ast::Fetch {
+                with_ties: false,
+                percent: false,
+                quantity: Some(n),
+            });
+        }
+    }
+}
+
+/// `ORDER BY (SELECT NULL)`: SQL Server's way of saying that any order will do.
+fn any_order() -> Option<ast::OrderBy> {
+    use datafusion::sql::sqlparser::{dialect::MsSqlDialect, parser::Parser};
+    let parsed = Parser::parse_sql(&MsSqlDialect {}, "SELECT 1 ORDER BY (SELECT NULL)").ok()?;
+    match parsed.into_iter().next()? {
+        ast::Statement::Query(q) => q.order_by,
+        _ => None,
+    }
 }
 
 /// MySQL puts NULLs first ascending and last descending, and cannot be told otherwise.
@@ -205,5 +282,42 @@ mod tests {
             Engine::MySql,
             &col("a").eq(lit(1)).and(col("b").is_null())
         ));
+    }
+
+    fn sql_server(sql: &str) -> String {
+        use datafusion::sql::sqlparser::{dialect::GenericDialect, parser::Parser};
+        let statement = Parser::parse_sql(&GenericDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        sql_server_limits(statement).unwrap().to_string()
+    }
+
+    #[test]
+    fn sql_server_limits_become_top_or_offset_fetch() {
+        assert_eq!(
+            sql_server("SELECT a FROM t LIMIT 10"),
+            "SELECT TOP (10) a FROM t"
+        );
+        assert_eq!(
+            sql_server("SELECT a FROM t ORDER BY a LIMIT 10 OFFSET 5"),
+            "SELECT a FROM t ORDER BY a OFFSET 5 ROWS FETCH FIRST 10 ROWS ONLY"
+        );
+        assert_eq!(
+            sql_server("SELECT a FROM t ORDER BY a LIMIT 3"),
+            "SELECT a FROM t ORDER BY a OFFSET 0 ROWS FETCH FIRST 3 ROWS ONLY"
+        );
+        assert_eq!(
+            sql_server("SELECT * FROM (SELECT a FROM t LIMIT 3) AS x ORDER BY a"),
+            "SELECT * FROM (SELECT TOP (3) a FROM t) AS x ORDER BY a"
+        );
+        assert_eq!(sql_server("SELECT a FROM t"), "SELECT a FROM t");
+        assert_eq!(
+            sql_server("SELECT a FROM t LIMIT 5 OFFSET 0"),
+            "SELECT TOP (5) a FROM t"
+        );
+        assert_eq!(
+            sql_server("SELECT a FROM t UNION ALL SELECT a FROM u LIMIT 5"),
+            "SELECT a FROM t UNION ALL SELECT a FROM u ORDER BY (SELECT NULL) OFFSET 0 ROWS FETCH FIRST 5 ROWS ONLY"
+        );
     }
 }

@@ -20,6 +20,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{PhysicalExpr, SendableRecordBatchStream};
 use datafusion::sql::unparser::dialect::Dialect;
+use datafusion_federation::sql::AstAnalyzer;
 use datafusion_federation::sql::{SQLExecutor, SQLFederationProvider, SQLTableSource};
 use datafusion_federation::FederatedTableProviderAdaptor;
 use tokio::sync::mpsc;
@@ -190,6 +191,12 @@ impl SQLExecutor for SqlSource {
 
     fn dialect(&self) -> Arc<dyn Dialect> {
         super::dialect::for_engine(self.config.engine)
+    }
+
+    fn ast_analyzer(&self) -> Option<AstAnalyzer> {
+        // The SQL generator writes LIMIT, which SQL Server does not have.
+        (self.config.engine == Engine::SqlServer)
+            .then(|| Box::new(super::dialect::sql_server_limits) as AstAnalyzer)
     }
 
     fn execute(

@@ -13,7 +13,7 @@ use sqllogictest::{
 };
 use tokio_postgres::SimpleQueryMessage;
 
-use crate::support::TestServer;
+use crate::support::{sent_statements, TestServer};
 
 /// A tokio-postgres client as a sqllogictest database.
 struct Wire {
@@ -72,13 +72,8 @@ impl AsyncDB for Wire {
 fn source_statements(rows: &[Vec<String>]) -> Vec<Vec<String>> {
     rows.iter()
         .filter(|r| r.first().is_some_and(|t| t == "physical_plan"))
-        .flat_map(|r| r.get(1).map(String::as_str).unwrap_or("").lines())
-        .filter_map(|line| {
-            let name = line.split(" name=").nth(1)?.split(' ').next()?;
-            let sql = line.split(" base_sql=").nth(1)?;
-            let sql = sql.split(" rewritten_").next()?;
-            Some(vec![format!("{name}: {sql}")])
-        })
+        .flat_map(|r| sent_statements(r.get(1).map(String::as_str).unwrap_or("")))
+        .map(|(name, sql)| vec![format!("{name}: {sql}")])
         .collect()
 }
 

@@ -420,3 +420,15 @@ async fn a_sql_dataset_on_a_database_runs_there() {
     }
     drop(shop);
 }
+
+#[tokio::test]
+async fn limit_with_offset_on_postgres_returns_the_right_rows() {
+    let shop = Shop::create().await;
+    let server = TestServer::with_config(shop.config("")).await;
+    let client = server.connect("alice").await;
+    let sql = "SELECT order_id FROM pg_orders ORDER BY order_id DESC LIMIT 2 OFFSET 1";
+    assert_eq!(rows(&client, sql).await, table(&[["3"], ["2"]]));
+    let plan = explain(&client, sql).await;
+    assert!(plan.contains("LIMIT"), "{plan}");
+    drop(shop);
+}

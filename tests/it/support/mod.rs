@@ -217,6 +217,23 @@ pub(crate) async fn try_rows(
         .collect())
 }
 
+/// The statements a physical plan's text sends to database sources, as (source, SQL): the
+/// SQL after the engine's own rewriting (`rewritten_executor_sql`), else the generated one.
+pub(crate) fn sent_statements(plan: &str) -> Vec<(String, String)> {
+    plan.lines()
+        .filter_map(|line| {
+            let name = line.split(" name=").nth(1)?.split(' ').next()?;
+            let generated = line.split(" base_sql=").nth(1)?;
+            let sql = generated
+                .split(" rewritten_executor_sql=")
+                .last()?
+                .split(" rewritten_")
+                .next()?;
+            Some((name.to_owned(), sql.to_owned()))
+        })
+        .collect()
+}
+
 /// Expected rows written as string literals.
 pub(crate) fn table<const N: usize>(rows: &[[&str; N]]) -> Vec<Vec<String>> {
     rows.iter()

@@ -1,3 +1,3 @@
--- TPC-H Q4 as sent to SQL Server (one statement per line)
+-- q04 as sent to SQL Server, one statement per line
 SELECT "orders"."o_orderkey", "orders"."o_orderpriority" FROM (SELECT "orders"."o_orderkey", "orders"."o_orderdate", "orders"."o_orderpriority" FROM "orders" AS "orders") AS "orders" WHERE (("orders"."o_orderdate" >= CAST('1993-07-01' AS DATE)) AND ("orders"."o_orderdate" < CAST('1993-10-01' AS DATE)))
 SELECT "__correlated_sq_1"."l_orderkey" FROM (SELECT "__correlated_sq_1"."l_orderkey", "__correlated_sq_1"."l_commitdate", "__correlated_sq_1"."l_receiptdate" FROM "lineitem" AS "__correlated_sq_1") AS "__correlated_sq_1" WHERE ("__correlated_sq_1"."l_receiptdate" > "__correlated_sq_1"."l_commitdate")

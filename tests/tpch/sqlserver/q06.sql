@@ -1,2 +1,2 @@
--- TPC-H Q6 as sent to SQL Server (one statement per line)
+-- q06 as sent to SQL Server, one statement per line
 SELECT sum(("lineitem"."l_extendedprice" * "lineitem"."l_discount")) AS "revenue" FROM (SELECT "lineitem"."l_extendedprice", "lineitem"."l_discount" FROM "lineitem" AS "lineitem" WHERE ((((("lineitem"."l_shipdate" >= CAST('1994-01-01' AS DATE)) AND ("lineitem"."l_shipdate" < CAST('1995-01-01' AS DATE))) AND ("lineitem"."l_discount" >= 0.05)) AND ("lineitem"."l_discount" <= 0.07)) AND ("lineitem"."l_quantity" < 24.00))) AS "lineitem"

@@ -1,2 +1,2 @@
--- TPC-H Q13 as sent to SQL Server (one statement per line)
+-- q13 as sent to SQL Server, one statement per line
 SELECT "c_orders"."c_count", count(1) AS "custdist" FROM (SELECT count("o_orderkey") AS "c_count" FROM (SELECT "customer"."c_custkey", "orders"."o_orderkey" FROM "customer" AS "customer" LEFT OUTER JOIN (SELECT "orders"."o_orderkey", "orders"."o_custkey" FROM "orders" AS "orders" WHERE "orders"."o_comment" NOT LIKE '%special%requests%') AS "orders" ON "customer"."c_custkey" = "orders"."o_custkey") AS "derived_projection" GROUP BY "c_custkey") AS "c_orders" GROUP BY "c_orders"."c_count" ORDER BY "custdist" DESC, "c_orders"."c_count" DESC

@@ -1,4 +1,4 @@
--- TPC-H Q15 as sent to SQL Server (one statement per line)
+-- q15 as sent to SQL Server, one statement per line
 SELECT "supplier"."s_suppkey", "supplier"."s_name", "supplier"."s_address", "supplier"."s_phone" FROM "supplier" AS "supplier"
 SELECT "lineitem"."l_suppkey", sum(("lineitem"."l_extendedprice" * (1 - "lineitem"."l_discount"))) AS "sum(lineitem.l_extendedprice * Int64(1) - lineitem.l_discount)" FROM (SELECT "lineitem"."l_suppkey", "lineitem"."l_extendedprice", "lineitem"."l_discount" FROM "lineitem" AS "lineitem" WHERE (("lineitem"."l_shipdate" >= CAST('1996-01-01' AS DATE)) AND ("lineitem"."l_shipdate" < CAST('1996-04-01' AS DATE)))) AS "lineitem" GROUP BY "lineitem"."l_suppkey"
 SELECT max("revenue0"."total_revenue") FROM (SELECT sum(("lineitem"."l_extendedprice" * (1 - "lineitem"."l_discount"))) AS "total_revenue" FROM (SELECT "lineitem"."l_suppkey", "lineitem"."l_extendedprice", "lineitem"."l_discount" FROM "lineitem" AS "lineitem" WHERE (("lineitem"."l_shipdate" >= CAST('1996-01-01' AS DATE)) AND ("lineitem"."l_shipdate" < CAST('1996-04-01' AS DATE)))) AS "lineitem" GROUP BY "lineitem"."l_suppkey") AS "revenue0"

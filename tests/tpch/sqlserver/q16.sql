@@ -1,3 +1,3 @@
--- TPC-H Q16 as sent to SQL Server (one statement per line)
+-- q16 as sent to SQL Server, one statement per line
 SELECT "partsupp"."ps_suppkey", "part"."p_brand", "part"."p_type", "part"."p_size" FROM "partsupp" AS "partsupp" INNER JOIN "part" AS "part" ON "partsupp"."ps_partkey" = "part"."p_partkey" WHERE ("part"."p_brand" <> 'Brand#45') AND "part"."p_size" IN (49, 14, 23, 45, 19, 3, 36, 9) AND "part"."p_type" NOT LIKE 'MEDIUM POLISHED%'
 SELECT "__correlated_sq_1"."s_suppkey" FROM (SELECT "__correlated_sq_1"."s_suppkey", "__correlated_sq_1"."s_comment" FROM "supplier" AS "__correlated_sq_1") AS "__correlated_sq_1" WHERE "__correlated_sq_1"."s_comment" LIKE '%Customer%Complaints%'

@@ -1,4 +1,4 @@
--- TPC-H Q20 as sent to SQL Server (one statement per line)
+-- q20 as sent to SQL Server, one statement per line
 SELECT "supplier"."s_suppkey", "supplier"."s_name", "supplier"."s_address" FROM "supplier" AS "supplier" INNER JOIN (SELECT "nation"."n_nationkey" FROM "nation" AS "nation" WHERE ("nation"."n_name" = 'CANADA')) AS "nation" ON "supplier"."s_nationkey" = "nation"."n_nationkey"
 SELECT "partsupp"."ps_partkey", "partsupp"."ps_suppkey", "partsupp"."ps_availqty" FROM "partsupp" AS "partsupp"
 SELECT "__correlated_sq_1"."p_partkey" FROM (SELECT "__correlated_sq_1"."p_partkey", "__correlated_sq_1"."p_name" FROM "part" AS "__correlated_sq_1") AS "__correlated_sq_1" WHERE "__correlated_sq_1"."p_name" LIKE 'forest%'
