@@ -2,15 +2,17 @@
 //!
 //! Every source, whatever its kind, is opened into a private DataFusion context holding
 //! its tables; dataset definitions are planned there and clients never see it directly.
-//! A `lake` is read in-process (Parquet directories, which also hold the embedded demo);
-//! `postgres` and `mysql` sources are databases whose tables are federated providers, so
-//! the part of a query that touches only one of them runs on it as one SQL statement.
+//! A `lake` is read in-process (Parquet and CSV directories, which also hold the embedded
+//! demo); `postgres`, `mysql` and `sqlserver` sources are databases whose tables are
+//! federated providers, so the part of a query that touches only one of them runs on it as
+//! one SQL statement.
 
 pub mod dialect;
 pub mod lake;
 pub mod mysql;
 pub mod postgres;
 pub mod sql;
+pub mod sqlserver;
 pub mod text;
 mod tls;
 
@@ -69,12 +71,7 @@ impl Source {
                 let connector: Arc<dyn sql::Connector> = match sql.engine {
                     Engine::Postgres => Arc::new(postgres::Postgres::new(&config.name, sql)?),
                     Engine::MySql => Arc::new(mysql::MySql::new(&config.name, sql)),
-                    Engine::SqlServer => {
-                        return Err(OpenError::Unsupported(
-                            config.name.clone(),
-                            "SQL Server is not connected in this build: its SQL dialect is generated and tested, but no live connector is available yet".into(),
-                        ))
-                    }
+                    Engine::SqlServer => Arc::new(sqlserver::SqlServer::new(&config.name, sql)),
                 };
                 let source = Arc::new(SqlSource::new(&config.name, sql.clone(), connector));
                 let mut names = Vec::new();

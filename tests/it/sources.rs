@@ -432,3 +432,37 @@ async fn limit_with_offset_on_postgres_returns_the_right_rows() {
     assert!(plan.contains("LIMIT"), "{plan}");
     drop(shop);
 }
+
+#[tokio::test]
+async fn a_sql_server_that_cannot_be_reached_answers_08001_naming_it() {
+    // Nothing listens on port 1; PostgreSQL's port answers in another protocol.
+    for (port, reason) in [(1, "127.0.0.1:1"), (5432, "")] {
+        let text = format!(
+            "{}\n[[source]]\nname = \"mssql\"\nkind = \"sqlserver\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             database = \"sales\"\nuser = \"sa\"\npassword = \"secret\"\nconnect_timeout = \"2s\"\n\n\
+             [[dataset]]\nworkspace = \"demo\"\nname = \"ms_orders\"\nsource = \"mssql\"\ntable = \"orders\"\n",
+            demo_config_text("")
+        );
+        let config = config::parse(&text, "mssql.toml", std::path::Path::new(".")).expect("config");
+        let server = TestServer::with_config(config).await;
+        let client = server.connect("alice").await;
+        let err = client
+            .simple_query("SELECT count(*) FROM ms_orders")
+            .await
+            .expect_err("no SQL Server there");
+        assert_eq!(sqlstate(&err), "08001", "port {port}: {err:?}");
+        let message = err
+            .as_db_error()
+            .map(|e| e.message().to_owned())
+            .unwrap_or_default();
+        assert!(
+            message.contains("mssql") && message.contains(reason),
+            "port {port}: {message}"
+        );
+        // The other datasets are served.
+        assert_eq!(
+            rows(&client, "SELECT count(*) FROM stores WHERE store_id = 1").await,
+            table(&[["1"]])
+        );
+    }
+}
