@@ -8,17 +8,16 @@
 //! syntax (MariaDB `SET STATEMENT max_statement_time`, MySQL `MAX_EXECUTION_TIME`).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 use futures::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, SslOpts, Value};
-use tokio::sync::Semaphore;
 
-use super::sql::{send, BatchSender, Connector, RowSink, SourceError};
+use super::sql::{send, BatchSender, Connector, Permits, RowSink, SourceError};
 use super::text::BinaryText;
 use crate::config::{SourceTls, SqlSourceConfig};
 use crate::error::SqlState;
@@ -28,9 +27,7 @@ pub struct MySql {
     name: String,
     opts: Opts,
     pool: Pool,
-    permits: Arc<Semaphore>,
-    size: usize,
-    pool_timeout: Duration,
+    permits: Permits,
     connect_timeout: Duration,
     statement_timeout: Option<Duration>,
     mariadb: OnceLock<bool>,
@@ -72,9 +69,7 @@ impl MySql {
             name: name.to_owned(),
             pool: Pool::new(opts.clone()),
             opts,
-            permits: Arc::new(Semaphore::new(config.pool_size)),
-            size: config.pool_size,
-            pool_timeout: config.pool_timeout,
+            permits: Permits::new(name, config.pool_size, config.pool_timeout),
             connect_timeout: config.connect_timeout,
             statement_timeout: config.statement_timeout,
             mariadb: OnceLock::new(),
@@ -90,16 +85,7 @@ impl MySql {
 
     /// A permit and a connection, or 53300 / 08001.
     async fn conn(&self) -> Result<(tokio::sync::OwnedSemaphorePermit, Conn), SourceError> {
-        let started = Instant::now();
-        let permit =
-            tokio::time::timeout(self.pool_timeout, Arc::clone(&self.permits).acquire_owned())
-                .await
-                .map_err(|_| SourceError::PoolExhausted {
-                    source_name: self.name.clone(),
-                    size: self.size,
-                    waited_ms: started.elapsed().as_millis(),
-                })?
-                .map_err(|e| self.unavailable(e))?;
+        let permit = self.permits.acquire().await?;
         let mut conn = tokio::time::timeout(self.connect_timeout, self.pool.get_conn())
             .await
             .map_err(|_| {

@@ -241,6 +241,46 @@ impl SQLExecutor for SqlSource {
     }
 }
 
+/// A bound on a source's connections, for drivers whose pool cannot time out a wait: at
+/// most `size` in use, and a query that cannot get one within `timeout` fails with 53300
+/// instead of queueing forever.
+#[derive(Debug)]
+pub struct Permits {
+    source_name: String,
+    semaphore: Arc<tokio::sync::Semaphore>,
+    size: usize,
+    timeout: std::time::Duration,
+}
+
+impl Permits {
+    /// `size` permits for `source_name`, waited for at most `timeout`.
+    pub fn new(source_name: &str, size: usize, timeout: std::time::Duration) -> Permits {
+        Permits {
+            source_name: source_name.to_owned(),
+            semaphore: Arc::new(tokio::sync::Semaphore::new(size)),
+            size,
+            timeout,
+        }
+    }
+
+    /// A permit, held for as long as the connection is in use.
+    ///
+    /// # Errors
+    /// [`SourceError::PoolExhausted`] after the wait.
+    pub async fn acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, SourceError> {
+        let started = std::time::Instant::now();
+        let exhausted = || SourceError::PoolExhausted {
+            source_name: self.source_name.clone(),
+            size: self.size,
+            waited_ms: started.elapsed().as_millis(),
+        };
+        tokio::time::timeout(self.timeout, Arc::clone(&self.semaphore).acquire_owned())
+            .await
+            .map_err(|_| exhausted())?
+            .map_err(|_| exhausted())
+    }
+}
+
 /// Send a batch unless the reader is gone; `false` means stop (and cancel on the source).
 pub async fn send(tx: &BatchSender, item: DfResult<RecordBatch>) -> bool {
     tx.send(item).await.is_ok()

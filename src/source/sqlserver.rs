@@ -12,8 +12,8 @@
 //! (golden files) and the connection failures (`tests/it/sources.rs`).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
@@ -21,10 +21,10 @@ use datafusion::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 use futures::TryStreamExt;
 use tiberius::{AuthMethod, ColumnData, EncryptionLevel, FromSql};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use super::sql::{send, BatchSender, Connector, RowSink, SourceError};
+use super::sql::{send, BatchSender, Connector, Permits, RowSink, SourceError};
 use super::text::BinaryText;
 use crate::config::{SourceTls, SqlSourceConfig};
 use crate::error::SqlState;
@@ -35,10 +35,8 @@ type Client = tiberius::Client<Compat<TcpStream>>;
 pub struct SqlServer {
     name: String,
     config: tiberius::Config,
-    permits: Arc<Semaphore>,
+    permits: Permits,
     idle: Mutex<Vec<Client>>,
-    size: usize,
-    pool_timeout: Duration,
     connect_timeout: Duration,
     statement_timeout: Option<Duration>,
 }
@@ -72,10 +70,8 @@ impl SqlServer {
         SqlServer {
             name: name.to_owned(),
             config: tds,
-            permits: Arc::new(Semaphore::new(config.pool_size)),
+            permits: Permits::new(name, config.pool_size, config.pool_timeout),
             idle: Mutex::new(Vec::new()),
-            size: config.pool_size,
-            pool_timeout: config.pool_timeout,
             connect_timeout: config.connect_timeout,
             statement_timeout: config.statement_timeout,
         }
@@ -101,16 +97,7 @@ impl SqlServer {
 
     /// A permit and a connection (an idle one, or a new one), or 53300 / 08001.
     async fn client(&self) -> Result<(OwnedSemaphorePermit, Client), SourceError> {
-        let started = Instant::now();
-        let permit =
-            tokio::time::timeout(self.pool_timeout, Arc::clone(&self.permits).acquire_owned())
-                .await
-                .map_err(|_| SourceError::PoolExhausted {
-                    source_name: self.name.clone(),
-                    size: self.size,
-                    waited_ms: started.elapsed().as_millis(),
-                })?
-                .map_err(|e| self.unavailable(e))?;
+        let permit = self.permits.acquire().await?;
         let idle = self
             .idle
             .lock()
