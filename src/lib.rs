@@ -23,6 +23,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod plan;
+pub mod policy;
 pub mod semantic;
 pub mod server;
 pub mod session;

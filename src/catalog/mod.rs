@@ -10,10 +10,13 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+    SchemaProvider, TableProvider,
+};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::SessionState;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
@@ -92,17 +95,56 @@ pub fn text_batch<S: AsRef<str>>(columns: &[S], rows: &[Vec<String>]) -> DfResul
     Ok(RecordBatch::try_new(schema, arrays)?)
 }
 
-/// A session's context: the workspace template plus functions that answer for this user
-/// and these settings.
+/// A session's context: the workspace template with the session's own `public` schema
+/// (the datasets this user may see, under their row policies), plus functions that answer
+/// for this user and these settings.
 pub fn session_context(
     template: &SessionState,
     user: &str,
     settings: Arc<Mutex<Settings>>,
+    public: &Arc<dyn SchemaProvider>,
 ) -> SessionContext {
-    let ctx = SessionContext::new_with_state(template.clone());
+    let state = SessionStateBuilder::new_from_existing(template.clone())
+        .with_catalog_list(session_catalogs(template, public))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     ctx.register_udf(constant_text_udf("session_user", user));
     ctx.register_udf(current_setting_udf(settings));
     ctx
+}
+
+/// The template's catalogs with the workspace's `public` schema replaced by the session's
+/// own (the others are shared).
+fn session_catalogs(
+    template: &SessionState,
+    public: &Arc<dyn SchemaProvider>,
+) -> Arc<dyn CatalogProviderList> {
+    let shared = template.catalog_list();
+    let list = MemoryCatalogProviderList::new();
+    let workspace = template.config().options().catalog.default_catalog.clone();
+    for name in shared.catalog_names() {
+        let Some(catalog) = shared.catalog(&name) else {
+            continue;
+        };
+        if name != workspace {
+            list.register_catalog(name, catalog);
+            continue;
+        }
+        let own = MemoryCatalogProvider::new();
+        for schema in catalog.schema_names() {
+            let provider = if schema == DATASET_SCHEMA {
+                Some(Arc::clone(public))
+            } else {
+                catalog.schema(&schema)
+            };
+            if let Some(provider) = provider {
+                // A memory catalog accepts every schema.
+                let _ = own.register_schema(&schema, provider);
+            }
+        }
+        list.register_catalog(name, Arc::new(own));
+    }
+    Arc::new(list)
 }
 
 /// `version()`: the PostgreSQL-shaped string SQLAlchemy and JDBC parse.

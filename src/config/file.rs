@@ -3,6 +3,8 @@
 //! Unknown keys are rejected (`deny_unknown_fields`), and fields that are cross-checked
 //! later keep their position (`Spanned`) so errors can name the line.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -122,6 +124,12 @@ pub struct WorkspaceSection {
     /// Users allowed to connect.
     #[serde(default)]
     pub members: Vec<Spanned<String>>,
+    /// A member's role (`admin`, `developer`, `analyst` or `viewer`). Default: analyst.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Spanned<String>>,
+    /// The datasets a member may use, narrowing their role (a viewer sees only these).
+    #[serde(default)]
+    pub grants: BTreeMap<String, Spanned<Vec<String>>>,
 }
 
 /// `[[dataset]]`.
@@ -159,6 +167,9 @@ pub struct DatasetSection {
     /// `[[dataset.join]]`: many-to-one joins from the `table` to dimension tables.
     #[serde(default, rename = "join")]
     pub joins: Vec<JoinSection>,
+    /// `[[dataset.policy]]`: row policies.
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<PolicySection>,
 }
 
 /// `[[dataset.join]]`: a many-to-one join from the dataset's table to a dimension table.
@@ -280,4 +291,29 @@ pub struct UserSection {
     pub name: Spanned<String>,
     /// SCRAM-SHA-256 verifier from `biproxy hash-password`; never a plain password.
     pub password: Spanned<String>,
+    /// What row policies know of the user: `{ region = "East", regions = ["North"] }`.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Spanned<toml::Value>>,
+}
+
+/// `[[dataset.policy]]`: which rows of the dataset a user may see.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// A boolean SQL expression over the dataset's columns; `{{user.<attribute>}}` is the
+    /// user's attribute as a literal (a list as `a, b, c` for `IN (...)`), `{{user.name}}`
+    /// the login name. A missing attribute makes the policy deny every row.
+    pub filter: Spanned<String>,
+    /// Users it applies to. With `roles` also empty: everyone but admins.
+    #[serde(default)]
+    pub users: Vec<Spanned<String>>,
+    /// Roles it applies to.
+    #[serde(default)]
+    pub roles: Vec<Spanned<String>>,
+    /// Must hold in addition to the permissive policies (of which one must hold).
+    #[serde(default)]
+    pub restrictive: bool,
+    /// Why the policy exists.
+    #[serde(default)]
+    pub description: String,
 }

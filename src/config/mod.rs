@@ -5,16 +5,19 @@
 //! first, and each names the file, the line and the field. `biproxy check` and startup run
 //! the same code.
 
+mod access;
 pub mod file;
 mod model;
 mod source;
 
+pub use access::{Attribute, PolicyConfig, Role};
 pub use model::{
     Aggregation, ColumnDoc, DimensionConfig, DimensionKind, FieldConfig, GeoRole, Granularity,
     HierarchyConfig, JoinConfig, MeasureConfig, MeasureDef,
 };
 pub use source::{Engine, SourceKind, SourceTls, SqlSourceConfig};
 
+use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -89,6 +92,17 @@ pub struct WorkspaceConfig {
     pub description: String,
     /// Users allowed to connect.
     pub members: Vec<String>,
+    /// Members' roles; a member not listed is an analyst.
+    pub roles: BTreeMap<String, Role>,
+    /// Datasets each listed member is narrowed to.
+    pub grants: BTreeMap<String, Vec<String>>,
+}
+
+impl WorkspaceConfig {
+    /// The role of a member.
+    pub fn role_of(&self, user: &str) -> Role {
+        self.roles.get(user).copied().unwrap_or(Role::Analyst)
+    }
 }
 
 /// A dataset, resolved (its SQL is planned later, against the source's tables).
@@ -116,6 +130,8 @@ pub struct DatasetConfig {
     pub hierarchies: Vec<HierarchyConfig>,
     /// Many-to-one joins from the table to dimension tables (star and snowflake models).
     pub joins: Vec<JoinConfig>,
+    /// Row policies.
+    pub policies: Vec<PolicyConfig>,
     /// Where it was declared, for errors found when its SQL is planned.
     pub origin: Origin,
 }
@@ -136,6 +152,8 @@ pub struct UserConfig {
     pub name: String,
     /// SCRAM verifier.
     pub verifier: Verifier,
+    /// What row policies know of the user.
+    pub attributes: BTreeMap<String, Attribute>,
 }
 
 /// A place in a config file, for error messages.
@@ -261,7 +279,17 @@ impl Resolver<'_> {
         let server = self.server(&file.server);
         let users = self.users(file.users);
         let sources = self.sources(file.sources);
-        let workspaces = self.workspaces(file.workspaces, &users);
+        let dataset_names: Vec<(String, String)> = file
+            .datasets
+            .iter()
+            .map(|d| {
+                (
+                    d.workspace.get_ref().clone(),
+                    d.name.get_ref().to_lowercase(),
+                )
+            })
+            .collect();
+        let workspaces = self.workspaces(file.workspaces, &users, &dataset_names);
         let datasets = self.datasets(file.datasets, &workspaces, &sources);
         Config {
             server,
@@ -373,10 +401,12 @@ impl Resolver<'_> {
                     format!("duplicate user \"{}\"", u.name.get_ref()),
                 );
             }
+            let attributes = self.attributes(&u.attributes, i);
             match Verifier::parse(u.password.get_ref()) {
                 Ok(verifier) => out.push(UserConfig {
                     name: u.name.into_inner(),
                     verifier,
+                    attributes,
                 }),
                 Err(e) => self.error(
                     &u.password,
@@ -392,6 +422,7 @@ impl Resolver<'_> {
         &mut self,
         ws: Vec<file::WorkspaceSection>,
         users: &[UserConfig],
+        datasets: &[(String, String)],
     ) -> Vec<WorkspaceConfig> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -412,10 +443,18 @@ impl Resolver<'_> {
                     );
                 }
             }
+            let own: Vec<&str> = datasets
+                .iter()
+                .filter(|(ws, _)| ws == w.name.get_ref())
+                .map(|(_, d)| d.as_str())
+                .collect();
+            let (roles, grants) = self.roles(&w, i, &own);
             out.push(WorkspaceConfig {
                 name: w.name.into_inner(),
                 description: w.description,
                 members: w.members.into_iter().map(Spanned::into_inner).collect(),
+                roles,
+                grants,
             });
         }
         out
@@ -501,6 +540,7 @@ impl Resolver<'_> {
                 DatasetQuery::Sql(_) => None,
             };
             let joins = self.joins(&d.joins, base.as_deref(), i);
+            let policies = self.policies(&d.policies, i);
             if !joins.is_empty() && matches!(query, DatasetQuery::Sql(_)) {
                 self.error(
                     &d.name,
@@ -515,6 +555,7 @@ impl Resolver<'_> {
                 dimensions,
                 hierarchies,
                 joins,
+                policies,
                 columns,
                 workspace: d.workspace.into_inner(),
                 name: d.name.into_inner(),

@@ -23,8 +23,9 @@ use datafusion::sql::sqlparser::parser::Parser;
 use crate::catalog::datasets::{DatasetSchema, Unavailable};
 use crate::config::{
     ColumnDoc, Config, ConfigError, DatasetConfig, DatasetQuery, DimensionConfig, FieldConfig,
-    HierarchyConfig, MeasureConfig, MeasureDef, SourceKind,
+    HierarchyConfig, MeasureConfig, MeasureDef, PolicyConfig, Role, SourceKind, WorkspaceConfig,
 };
+use crate::policy::{Principal, SessionDatasets};
 use crate::source::lake::{demo, LakeError};
 use crate::source::{OpenError, Source};
 
@@ -107,6 +108,52 @@ pub struct Workspace {
     pub datasets: Vec<Dataset>,
     /// Template DataFusion state: datasets + catalog + functions.
     pub state: SessionState,
+    /// The datasets every session's `public` schema is a view of.
+    pub public: Arc<DatasetSchema>,
+    /// Members, with role, attributes and grants.
+    pub members: HashMap<String, Principal>,
+    /// Row policies by dataset name (including datasets whose source is down).
+    pub policies: Arc<HashMap<String, Vec<PolicyConfig>>>,
+}
+
+impl Workspace {
+    /// The `public` schema a session of `user` sees: the datasets they may use, under
+    /// their row policies. A user who is not a member sees none.
+    pub fn datasets_for(&self, user: &str) -> Arc<SessionDatasets> {
+        let principal = self.members.get(user).cloned().unwrap_or(Principal {
+            user: user.to_owned(),
+            role: Role::Viewer,
+            attributes: Default::default(),
+            grants: Some(Default::default()),
+        });
+        Arc::new(SessionDatasets::new(
+            Arc::clone(&self.public),
+            principal,
+            Arc::clone(&self.policies),
+        ))
+    }
+}
+
+/// The members of `ws` as policies see them.
+fn members(config: &Config, ws: &WorkspaceConfig) -> HashMap<String, Principal> {
+    ws.members
+        .iter()
+        .map(|m| {
+            let attributes = config
+                .users
+                .iter()
+                .find(|u| &u.name == m)
+                .map(|u| u.attributes.clone())
+                .unwrap_or_default();
+            let principal = Principal {
+                user: m.clone(),
+                role: ws.role_of(m),
+                attributes,
+                grants: ws.grants.get(m).map(|g| g.iter().cloned().collect()),
+            };
+            (m.clone(), principal)
+        })
+        .collect()
 }
 
 /// Every workspace, built from one config.
@@ -190,7 +237,16 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
         }
         let public = Arc::new(DatasetSchema::new(&unavailable));
         schemas.insert(ws.name.clone(), Arc::clone(&public));
-        let workspace = workspace(&ws.name, &ws.description, datasets, public).await?;
+        let mut workspace = workspace(&ws.name, &ws.description, datasets, public).await?;
+        workspace.members = members(config, ws);
+        workspace.policies = Arc::new(
+            config
+                .datasets
+                .iter()
+                .filter(|d| d.workspace == ws.name && !d.policies.is_empty())
+                .map(|d| (d.name.to_lowercase(), d.policies.clone()))
+                .collect(),
+        );
         workspaces.insert(ws.name.clone(), Arc::new(workspace));
     }
     if !errors.is_empty() {
@@ -282,6 +338,11 @@ async fn dataset(
     let mut found = check_columns(d, &schema);
     found.extend(measure::check(d));
     found.extend(dimension::check(d, &schema));
+    found.extend(d.policies.iter().filter_map(|p| {
+        crate::policy::check(p, &schema)
+            .err()
+            .map(|m| ConfigError::at(&p.origin, format!("dataset \"{}\".policy", d.name), m))
+    }));
     if !found.is_empty() {
         return Err(found);
     }
@@ -315,7 +376,9 @@ async fn workspace(
         })
         .collect();
     let state = metadata::schema(&datasets)
-        .and_then(|meta| crate::catalog::workspace_state(name, &providers, public, meta))
+        .and_then(|meta| {
+            crate::catalog::workspace_state(name, &providers, Arc::clone(&public), meta)
+        })
         .map_err(fail)?;
     let docs: Vec<_> = datasets.iter().map(Dataset::doc).collect();
     let state = crate::catalog::description::install(state, name, &docs)
@@ -326,6 +389,9 @@ async fn workspace(
         description: description.to_owned(),
         datasets,
         state,
+        public: Arc::clone(&public),
+        members: HashMap::new(),
+        policies: Arc::default(),
     })
 }
 
@@ -457,6 +523,13 @@ pub struct DatasetTable {
 }
 
 impl DatasetTable {
+    /// A dataset-like table over `plan` (a dataset under a row policy, say).
+    pub fn from_plan(plan: LogicalPlan) -> DatasetTable {
+        DatasetTable {
+            view: ViewTable::new(plan, None),
+        }
+    }
+
     /// The plan of the dataset's definition, as inlined into queries.
     pub fn plan(&self) -> &LogicalPlan {
         self.view.logical_plan()

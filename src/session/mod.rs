@@ -74,10 +74,13 @@ impl Session {
         startup: impl IntoIterator<Item = (&'a String, &'a String)>,
     ) -> Session {
         let settings = Arc::new(Mutex::new(Settings::new(default_timeout, startup)));
+        let public: Arc<dyn datafusion::catalog::SchemaProvider> =
+            workspace.datasets_for(&identity.user);
         let ctx = crate::catalog::session_context(
             &workspace.state,
             &identity.user,
             Arc::clone(&settings),
+            &public,
         );
         Session {
             identity,

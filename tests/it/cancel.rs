@@ -18,7 +18,7 @@ const LONG_STREAM: &str = "SELECT a.order_id, b.order_id FROM sales a CROSS JOIN
 #[tokio::test]
 async fn cancel_request_stops_a_running_query() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let token = client.cancel_token();
     let canceller = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -43,7 +43,7 @@ async fn cancel_request_stops_a_running_query() {
 #[tokio::test]
 async fn statement_timeout_stops_an_aggregate() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     client
         .simple_query("SET statement_timeout = 300")
         .await
@@ -70,7 +70,7 @@ async fn statement_timeout_stops_an_aggregate() {
 #[tokio::test]
 async fn statement_timeout_stops_rows_that_are_already_streaming() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     client
         .simple_query("SET statement_timeout = '1s'")
         .await
@@ -98,9 +98,9 @@ async fn statement_timeout_stops_rows_that_are_already_streaming() {
 #[tokio::test]
 async fn cancel_with_a_wrong_key_does_nothing() {
     let server = TestServer::start().await;
-    let victim = server.connect("alice").await;
+    let victim = server.connect("carol").await;
     // Another client's token carries another pid/secret: cancelling it must not touch `victim`.
-    let other = server.connect("bob").await;
+    let other = server.connect("carol").await;
     let token = other.cancel_token();
     let query = tokio::spawn(async move {
         victim

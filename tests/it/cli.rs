@@ -93,6 +93,7 @@ async fn hash_password_makes_a_verifier_that_logs_in() {
     config.users.push(biproxy::config::UserConfig {
         name: "erin".into(),
         verifier: biproxy::auth::scram::Verifier::parse(&verifier).unwrap(),
+        attributes: Default::default(),
     });
     config.workspaces[0].members.push("erin".into());
     let server = TestServer::with_config(config).await;

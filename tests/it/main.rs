@@ -8,7 +8,8 @@
 //! PostgreSQL and MySQL sources (pushdown, types, faults) in `sources`; the demo model on
 //! every source (golden `tests/slt/sources/model.slt`) in `pushdown`; CSV and partitioned
 //! lakes in `lake`; the TPC-H differential suite (`tests/tpch/`) in `tpch`; SQL Server's
-//! generated SQL (golden `tests/tpch/sqlserver/`) in `sqlserver`.
+//! generated SQL (golden `tests/tpch/sqlserver/`) in `sqlserver`; row policies, roles and
+//! grants (adversarial queries against hand-filtered raw data) in `security`.
 //! Golden SQL files go in `tests/slt/*.slt` (run by `slt`; `BIPROXY_SLT_COMPLETE=1`
 //! rewrites their expected output for review).
 
@@ -19,6 +20,7 @@ mod jdbc;
 mod lake;
 mod psql;
 mod pushdown;
+mod security;
 mod semantic;
 mod slt;
 mod sources;

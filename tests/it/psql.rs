@@ -38,7 +38,7 @@ async fn psql_count_returns_the_order_count() {
     let server = TestServer::start().await;
     let out = psql(
         &server,
-        "alice",
+        "carol",
         &["-At", "-c", "SELECT count(*) FROM sales"],
     )
     .await;

@@ -44,7 +44,8 @@ fn datasets_on(workspace: &str, source: &str) -> String {
         )
         .replace("source = \"demo_lake\"", &format!("source = \"{source}\""));
     format!(
-        "\n[[workspace]]\nname = \"{workspace}\"\nmembers = [\"alice\", \"bob\", \"carol\", \"dave\"]\n\n{datasets}"
+        "\n[[workspace]]\nname = \"{workspace}\"\nmembers = [\"alice\", \"bob\", \"carol\", \"dave\"]\n\
+         roles = {{ carol = \"admin\" }}\n\n{datasets}"
     )
 }
 

@@ -7,7 +7,7 @@ use crate::support::{demo_dir, direct, rows, sqlstate, table, TestServer};
 #[tokio::test]
 async fn measures_by_region_equal_hand_written_aggregates_on_the_raw_files() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let got = rows(
         &client,
         "SELECT region, MEASURE(revenue), MEASURE(orders), MEASURE(customers), MEASURE(units) \
@@ -26,7 +26,7 @@ async fn measures_by_region_equal_hand_written_aggregates_on_the_raw_files() {
 #[tokio::test]
 async fn count_distinct_measure_is_computed_from_rows_not_summed_across_groups() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let total = rows(&client, "SELECT MEASURE(customers) FROM sales").await;
     let by_region: i64 = rows(
         &client,
@@ -46,7 +46,7 @@ async fn count_distinct_measure_is_computed_from_rows_not_summed_across_groups()
 #[tokio::test]
 async fn derived_measures_are_ratios_of_sums() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let got = rows(
         &client,
         "SELECT region, MEASURE(gross_profit), round(CAST(MEASURE(margin) AS double), 6) \
@@ -66,7 +66,7 @@ async fn derived_measures_are_ratios_of_sums() {
 #[tokio::test]
 async fn calculated_fields_are_columns() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let got = rows(
         &client,
         "SELECT price_band, count(*), sum(profit) FROM sales GROUP BY price_band ORDER BY price_band",
@@ -92,7 +92,7 @@ async fn calculated_fields_are_columns() {
 #[tokio::test]
 async fn measure_columns_are_named_after_the_measure_and_aliases_work() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let stmt = client
         .prepare("SELECT s.region, MEASURE(s.revenue), MEASURE(avg_price) AS p FROM sales s GROUP BY s.region")
         .await
@@ -104,7 +104,7 @@ async fn measure_columns_are_named_after_the_measure_and_aliases_work() {
 #[tokio::test]
 async fn unknown_or_malformed_measures_are_errors() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let err = client
         .simple_query("SELECT MEASURE(profit) FROM sales")
         .await
@@ -270,7 +270,7 @@ async fn cycles_and_type_errors_in_the_model_are_reported_with_their_lines() {
 #[tokio::test]
 async fn time_dimensions_offer_granularity_columns() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let got = rows(
         &client,
         "SELECT order_date_month, MEASURE(revenue) FROM sales \
@@ -295,7 +295,7 @@ async fn time_dimensions_offer_granularity_columns() {
 #[tokio::test]
 async fn dimensions_and_hierarchies_are_listed() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let dims = rows(
         &client,
         "SELECT dimension, type, granularities, geo_role FROM biproxy.dimensions \

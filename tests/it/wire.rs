@@ -10,7 +10,7 @@ use crate::support::{direct, rows, sqlstate, TestServer, ORDERS};
 #[tokio::test]
 async fn count_of_sales_is_the_number_of_generated_orders() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     assert_eq!(
         rows(&client, "SELECT count(*) FROM sales").await,
         vec![vec![ORDERS.to_string()]]
@@ -20,7 +20,7 @@ async fn count_of_sales_is_the_number_of_generated_orders() {
 #[tokio::test]
 async fn aggregate_by_region_matches_the_raw_files() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let got = rows(
         &client,
         "SELECT region, count(*), sum(quantity) FROM sales GROUP BY region ORDER BY region",
@@ -77,7 +77,7 @@ async fn extended_protocol_binds_parameters_and_returns_binary_values() {
 #[tokio::test]
 async fn named_portals_fetch_in_pages() {
     let server = TestServer::start().await;
-    let mut client = server.connect("alice").await;
+    let mut client = server.connect("carol").await;
     let tx = client.transaction().await.unwrap();
     let portal = tx
         .bind(
@@ -107,7 +107,7 @@ async fn named_portals_fetch_in_pages() {
 #[tokio::test]
 async fn text_parameters_and_nulls_round_trip() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let row = client
         .query_one(
             "SELECT $1::text AS t, NULL::int AS n, 1.5::double precision AS f, true AS b",
@@ -124,7 +124,7 @@ async fn text_parameters_and_nulls_round_trip() {
 #[tokio::test]
 async fn common_types_in_binary_and_text_formats() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let sql = "SELECT true AS b, 1::smallint AS i2, 2::int AS i4, 3::bigint AS i8, \
                1.5::real AS f4, 2.25::double precision AS f8, 1234.56::numeric(10,2) AS n, \
                'ab'::varchar AS v, DATE '2024-01-02' AS d, \
@@ -170,7 +170,7 @@ async fn common_types_in_binary_and_text_formats() {
 #[tokio::test]
 async fn chinese_text_round_trips_in_filters_and_results() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let got = rows(
         &client,
         "SELECT DISTINCT province FROM sales WHERE city = '南京'",
@@ -206,7 +206,7 @@ async fn wrong_password_is_28p01_and_unknown_workspace_3d000() {
 #[tokio::test]
 async fn sql_errors_carry_their_sqlstate() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     for (sql, code) in [
         ("SELEC 1", "42601"),
         ("SELECT * FROM no_such_table", "42P01"),
@@ -242,7 +242,7 @@ async fn raw_source_tables_are_not_reachable() {
 #[tokio::test]
 async fn several_statements_in_one_query_stop_at_the_first_error() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let err = client
         .simple_query("SELECT 1; SELECT * FROM nope; SELECT 3")
         .await
@@ -257,7 +257,7 @@ async fn several_statements_in_one_query_stop_at_the_first_error() {
 #[tokio::test]
 async fn garbage_bytes_close_that_connection_only() {
     let server = TestServer::start().await;
-    let healthy = server.connect("bob").await;
+    let healthy = server.connect("carol").await;
     let addr = server.addr;
     let reply = tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -281,14 +281,14 @@ async fn garbage_bytes_close_that_connection_only() {
     assert!(text.contains("08P01"), "{text}");
     // The other session, and new ones, are unaffected.
     assert_eq!(rows(&healthy, "SELECT 2").await, vec![vec!["2".to_owned()]]);
-    let fresh = server.connect("alice").await;
+    let fresh = server.connect("carol").await;
     assert_eq!(rows(&fresh, "SELECT 3").await, vec![vec!["3".to_owned()]]);
 }
 
 #[tokio::test]
 async fn unsupported_protocol_version_is_refused_with_an_error() {
     let server = TestServer::start().await;
-    let client = server.connect("alice").await;
+    let client = server.connect("carol").await;
     let addr = server.addr;
     let reply = tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();

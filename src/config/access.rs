@@ -1,0 +1,217 @@
+//! Who may see what, as configured: user attributes, workspace roles and grants, and the
+//! row policies of datasets. Checked here for what needs no data (names, kinds); a
+//! policy's filter is type-checked against its dataset's columns when the dataset is
+//! planned (`policy::check`).
+
+use std::collections::BTreeMap;
+
+use toml::Spanned;
+
+use super::{file, Origin, Resolver};
+
+/// A member's role in a workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Every dataset, every row: row policies do not apply.
+    Admin,
+    /// Datasets, under row policies (raw source tables are not offered yet).
+    Developer,
+    /// Datasets, under row policies. The default.
+    Analyst,
+    /// Only the datasets granted to them, under row policies.
+    Viewer,
+}
+
+impl Role {
+    fn parse(text: &str) -> Option<Role> {
+        Some(match text {
+            "admin" => Role::Admin,
+            "developer" => Role::Developer,
+            "analyst" => Role::Analyst,
+            "viewer" => Role::Viewer,
+            _ => return None,
+        })
+    }
+
+    /// The name used in config and in the `biproxy` schema.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Developer => "developer",
+            Role::Analyst => "analyst",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+/// A user attribute, already written as SQL literals so a policy can use it as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attribute {
+    /// `region = "East"` → `'East'`.
+    One(String),
+    /// `regions = ["North", "South"]` → `'North'`, `'South'` (for `IN (...)`).
+    Many(Vec<String>),
+}
+
+/// A row policy of a dataset: a boolean SQL expression over its columns, with
+/// `{{user.<attribute>}}` placeholders.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// The filter as written.
+    pub filter: String,
+    /// Users it applies to; with `roles` empty as well, everyone (but admins).
+    pub users: Vec<String>,
+    /// Roles it applies to.
+    pub roles: Vec<Role>,
+    /// Restrictive policies must all hold; of the permissive ones (the default), one must.
+    pub restrictive: bool,
+    /// Why it exists.
+    pub description: String,
+    /// Where its filter was written.
+    pub origin: Origin,
+}
+
+impl PolicyConfig {
+    /// Whether the policy names `user` or `role`, or names no one (so applies to all).
+    pub fn applies_to(&self, user: &str, role: Role) -> bool {
+        (self.users.is_empty() && self.roles.is_empty())
+            || self.users.iter().any(|u| u == user)
+            || self.roles.contains(&role)
+    }
+}
+
+impl Resolver<'_> {
+    /// A user's `attributes` table as SQL literals.
+    pub(super) fn attributes(
+        &mut self,
+        attrs: &BTreeMap<String, Spanned<toml::Value>>,
+        user: usize,
+    ) -> BTreeMap<String, Attribute> {
+        let mut out = BTreeMap::new();
+        for (key, value) in attrs {
+            let field = format!("user[{user}].attributes.{key}");
+            let attribute = match value.get_ref() {
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(literal)
+                    .collect::<Option<Vec<_>>>()
+                    .map(Attribute::Many),
+                single => literal(single).map(Attribute::One),
+            };
+            match attribute {
+                Some(a) => {
+                    out.insert(key.clone(), a);
+                }
+                None => self.error(
+                    value,
+                    field,
+                    "an attribute is a string, number or boolean, or a list of them",
+                ),
+            }
+        }
+        out
+    }
+
+    /// A workspace's `roles` (member → role) and `grants` (member → datasets).
+    pub(super) fn roles(
+        &mut self,
+        w: &file::WorkspaceSection,
+        i: usize,
+        datasets: &[&str],
+    ) -> (BTreeMap<String, Role>, BTreeMap<String, Vec<String>>) {
+        let datasets_of_workspace = datasets;
+        let is_member = |u: &str| w.members.iter().any(|m| m.get_ref() == u);
+        let mut roles = BTreeMap::new();
+        for (user, role) in &w.roles {
+            let field = format!("workspace[{i}].roles.{user}");
+            if !is_member(user) {
+                self.error(role, &field, format!("\"{user}\" is not in `members`"));
+            }
+            match Role::parse(role.get_ref()) {
+                Some(r) => {
+                    roles.insert(user.clone(), r);
+                }
+                None => self.error(
+                    role,
+                    field,
+                    format!(
+                        "unknown role \"{}\"; use admin, developer, analyst or viewer",
+                        role.get_ref()
+                    ),
+                ),
+            }
+        }
+        let mut grants = BTreeMap::new();
+        for (user, datasets) in &w.grants {
+            if !is_member(user) {
+                self.error(
+                    datasets,
+                    format!("workspace[{i}].grants.{user}"),
+                    format!("\"{user}\" is not in `members`"),
+                );
+            }
+            let names: Vec<String> = datasets
+                .get_ref()
+                .iter()
+                .map(|d| d.to_lowercase())
+                .collect();
+            for name in names
+                .iter()
+                .filter(|n| !datasets_of_workspace.contains(&n.as_str()))
+            {
+                self.error(
+                    datasets,
+                    format!("workspace[{i}].grants.{user}"),
+                    format!("no dataset \"{name}\" in this workspace"),
+                );
+            }
+            grants.insert(user.clone(), names);
+        }
+        (roles, grants)
+    }
+
+    /// A dataset's `[[dataset.policy]]` sections.
+    pub(super) fn policies(
+        &mut self,
+        ps: &[file::PolicySection],
+        dataset: usize,
+    ) -> Vec<PolicyConfig> {
+        let mut out = Vec::new();
+        for (j, p) in ps.iter().enumerate() {
+            let mut roles = Vec::new();
+            for r in &p.roles {
+                match Role::parse(r.get_ref()) {
+                    Some(role) => roles.push(role),
+                    None => self.error(
+                        r,
+                        format!("dataset[{dataset}].policy[{j}].roles"),
+                        format!(
+                            "unknown role \"{}\"; use admin, developer, analyst or viewer",
+                            r.get_ref()
+                        ),
+                    ),
+                }
+            }
+            out.push(PolicyConfig {
+                filter: p.filter.get_ref().clone(),
+                users: p.users.iter().map(|u| u.get_ref().clone()).collect(),
+                roles,
+                restrictive: p.restrictive,
+                description: p.description.clone(),
+                origin: self.origin(&p.filter),
+            });
+        }
+        out
+    }
+}
+
+/// A TOML scalar as a SQL literal.
+fn literal(v: &toml::Value) -> Option<String> {
+    Some(match v {
+        toml::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) if f.is_finite() => f.to_string(),
+        toml::Value::Boolean(b) => if *b { "TRUE" } else { "FALSE" }.to_owned(),
+        _ => return None,
+    })
+}

@@ -1,0 +1,313 @@
+//! Who sees what: each session's own view of its workspace's datasets.
+//!
+//! A session does not read the workspace's shared `public` schema directly but a
+//! [`SessionDatasets`] over it, which leaves out the datasets the member's role and grants
+//! do not allow, and hands out every dataset that has row policies wrapped in a view
+//! whose plan is the dataset's plan under a filter: the policies, with the user's
+//! attributes written in as literals. The planner inlines that view where the query
+//! names the dataset, so the filter sits below everything the user wrote — joins,
+//! subqueries, window functions, `MEASURE()` — and no query shape can see around it.
+//!
+//! Of a dataset's policies that apply to the user, one permissive policy must hold and
+//! every restrictive one must (as in PostgreSQL). When policies exist but none permissive
+//! applies, or a policy names an attribute the user lacks, no row is visible: when in
+//! doubt, deny. Admins see every row.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::common::DFSchema;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::utils::{conjunction, disjunction};
+use datafusion::logical_expr::{lit, Expr, ExprSchemable, LogicalPlanBuilder};
+use datafusion::prelude::SessionContext;
+
+use crate::catalog::datasets::DatasetSchema;
+use crate::config::{Attribute, PolicyConfig, Role};
+use crate::semantic::DatasetTable;
+
+/// A member of a workspace, as policies see them.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Login name (`{{user.name}}`).
+    pub user: String,
+    /// Role in the workspace.
+    pub role: Role,
+    /// Attributes (`{{user.<key>}}`).
+    pub attributes: BTreeMap<String, Attribute>,
+    /// The datasets the member is narrowed to, if granted any.
+    pub grants: Option<HashSet<String>>,
+}
+
+impl Principal {
+    /// Whether the member may use `dataset` at all.
+    pub fn may_use(&self, dataset: &str) -> bool {
+        match &self.grants {
+            Some(granted) => granted.contains(dataset),
+            None => self.role != Role::Viewer,
+        }
+    }
+}
+
+/// Check at load time that a policy's filter is a boolean expression over the dataset's
+/// columns (placeholders stand for NULL while checking).
+///
+/// # Errors
+/// What is wrong, for a config error at the filter's line.
+pub fn check(policy: &PolicyConfig, schema: &SchemaRef) -> Result<(), String> {
+    let sql = placeholders(&policy.filter, |_| Some("NULL".to_owned()))?
+        .unwrap_or_else(|| "FALSE".to_owned());
+    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
+    let expr = parse(&sql, &df_schema)?;
+    match expr.get_type(&df_schema).map_err(|e| e.to_string())? {
+        DataType::Boolean | DataType::Null => Ok(()),
+        other => Err(format!(
+            "a policy filter must be true or false, not {other}"
+        )),
+    }
+}
+
+/// The rows `principal` may see of a dataset with `policies`: `None` when unrestricted.
+///
+/// # Errors
+/// A filter that no longer parses against `schema` (it was checked at load, so this is
+/// reported, and the caller denies).
+pub fn row_filter(
+    policies: &[PolicyConfig],
+    principal: &Principal,
+    schema: &DFSchema,
+) -> Result<Option<Expr>, String> {
+    if policies.is_empty() || principal.role == Role::Admin {
+        return Ok(None);
+    }
+    let mut permissive = Vec::new();
+    let mut restrictive = Vec::new();
+    for p in policies
+        .iter()
+        .filter(|p| p.applies_to(&principal.user, principal.role))
+    {
+        let sql = placeholders(&p.filter, |key| attribute(principal, key))?;
+        let expr = match sql {
+            Some(sql) => parse(&sql, schema)?,
+            None => lit(false),
+        };
+        if p.restrictive {
+            restrictive.push(expr);
+        } else {
+            permissive.push(expr);
+        }
+    }
+    let allowed = disjunction(permissive).unwrap_or_else(|| lit(false));
+    Ok(Some(
+        conjunction(std::iter::once(allowed).chain(restrictive)).unwrap_or(lit(false)),
+    ))
+}
+
+/// The literal text of `{{user.<key>}}`: `name` is the login name; a list is written as
+/// `a, b, c` for `IN (...)`.
+fn attribute(principal: &Principal, key: &str) -> Option<String> {
+    if key == "name" {
+        return Some(format!("'{}'", principal.user.replace('\'', "''")));
+    }
+    match principal.attributes.get(key)? {
+        Attribute::One(v) => Some(v.clone()),
+        Attribute::Many(vs) if vs.is_empty() => None,
+        Attribute::Many(vs) => Some(vs.join(", ")),
+    }
+}
+
+/// `filter` with every `{{user.<key>}}` replaced by `value(key)`; `Ok(None)` when a value
+/// is missing.
+///
+/// # Errors
+/// A placeholder that is not `{{user.<key>}}`.
+fn placeholders(
+    filter: &str,
+    value: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, String> {
+    let mut out = String::new();
+    let mut rest = filter;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("unclosed placeholder in \"{filter}\""))?;
+        let inner = after[..end].trim();
+        let key = inner
+            .strip_prefix("user.")
+            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_'))
+            .ok_or_else(|| {
+                format!("\"{{{{{inner}}}}}\" is not a placeholder; write {{{{user.<attribute>}}}}")
+            })?;
+        match value(key) {
+            Some(v) => out.push_str(&v),
+            None => return Ok(None),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(Some(out))
+}
+
+/// A SQL expression over `schema`'s columns.
+fn parse(sql: &str, schema: &DFSchema) -> Result<Expr, String> {
+    static STATE: OnceLock<SessionState> = OnceLock::new();
+    STATE
+        .get_or_init(|| SessionContext::new().state())
+        .create_logical_expr(sql, schema)
+        .map_err(|e| e.to_string())
+}
+
+/// A session's `public` schema; see the module documentation.
+#[derive(Debug)]
+pub struct SessionDatasets {
+    shared: Arc<DatasetSchema>,
+    principal: Principal,
+    policies: Arc<HashMap<String, Vec<PolicyConfig>>>,
+    restricted: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
+}
+
+impl SessionDatasets {
+    /// `principal`'s view of `shared`, whose datasets have `policies` (by dataset name).
+    pub fn new(
+        shared: Arc<DatasetSchema>,
+        principal: Principal,
+        policies: Arc<HashMap<String, Vec<PolicyConfig>>>,
+    ) -> SessionDatasets {
+        SessionDatasets {
+            shared,
+            principal,
+            policies,
+            restricted: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `dataset` under the principal's row filter, built once per session.
+    fn restrict(
+        &self,
+        name: &str,
+        dataset: Arc<dyn TableProvider>,
+    ) -> DfResult<Arc<dyn TableProvider>> {
+        let policies = self.policies.get(name).map(Vec::as_slice).unwrap_or(&[]);
+        if policies.is_empty() || self.principal.role == Role::Admin {
+            return Ok(dataset);
+        }
+        let mut cache = self
+            .restricted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(done) = cache.get(name) {
+            return Ok(Arc::clone(done));
+        }
+        let denied = |why: String| {
+            tracing::error!(dataset = name, user = %self.principal.user, reason = %why, "row policy cannot be applied; denying the dataset");
+            DataFusionError::Plan(format!(
+                "dataset \"{name}\" cannot be shown: its row policy cannot be applied"
+            ))
+        };
+        let plan = dataset
+            .get_logical_plan()
+            .ok_or_else(|| denied("the dataset has no plan to filter".into()))?
+            .into_owned();
+        let filter = row_filter(policies, &self.principal, plan.schema())
+            .map_err(denied)?
+            .unwrap_or_else(|| lit(true));
+        let filtered = LogicalPlanBuilder::from(plan).filter(filter)?.build()?;
+        let table: Arc<dyn TableProvider> = Arc::new(DatasetTable::from_plan(filtered));
+        cache.insert(name.to_owned(), Arc::clone(&table));
+        Ok(table)
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SessionDatasets {
+    fn table_names(&self) -> Vec<String> {
+        self.shared
+            .table_names()
+            .into_iter()
+            .filter(|n| self.principal.may_use(n))
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if !self.principal.may_use(name) {
+            return Ok(None);
+        }
+        match self.shared.table(name).await? {
+            Some(dataset) => self.restrict(name, dataset).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.principal.may_use(name) && self.shared.table_exist(name)
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        _table: Arc<dyn TableProvider>,
+    ) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        Err(DataFusionError::Plan(format!(
+            "cannot create \"{name}\": datasets are defined in the configuration"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(attrs: &[(&str, Attribute)]) -> Principal {
+        Principal {
+            user: "o'brien".into(),
+            role: Role::Analyst,
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            grants: None,
+        }
+    }
+
+    #[test]
+    fn placeholders_become_literals_and_a_missing_one_denies() {
+        let p = principal(&[
+            ("region", Attribute::One("'East'".into())),
+            (
+                "regions",
+                Attribute::Many(vec!["'North'".into(), "'South'".into()]),
+            ),
+        ]);
+        let fill = |f: &str| placeholders(f, |k| attribute(&p, k));
+        assert_eq!(
+            fill("region = {{user.region}}").unwrap().as_deref(),
+            Some("region = 'East'")
+        );
+        assert_eq!(
+            fill("region IN ({{ user.regions }})").unwrap().as_deref(),
+            Some("region IN ('North', 'South')")
+        );
+        assert_eq!(
+            fill("owner = {{user.name}}").unwrap().as_deref(),
+            Some("owner = 'o''brien'")
+        );
+        assert_eq!(fill("city = {{user.city}}").unwrap(), None);
+        assert!(fill("x = {{region}}").is_err());
+        assert!(fill("x = {{user.region").is_err());
+    }
+
+    #[test]
+    fn viewers_see_only_their_grants() {
+        let mut p = principal(&[]);
+        p.role = Role::Viewer;
+        assert!(!p.may_use("sales"));
+        p.grants = Some(HashSet::from(["sales".to_owned()]));
+        assert!(p.may_use("sales") && !p.may_use("customers"));
+    }
+}
