@@ -18,6 +18,7 @@
 //!   can run when a query is pushed down to it.
 //! - [`error`]: the crate error, its SQLSTATE, and the single mapping to the wire.
 
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod config;

@@ -41,6 +41,9 @@ pub struct ServerSection {
     pub statement_timeout: Option<Spanned<String>>,
     /// Largest protocol message accepted from a client, in bytes. Default: 67108864 (64 MiB).
     pub max_message_bytes: Option<Spanned<i64>>,
+    /// `stdout`, or a file (relative to the config file) that gets one JSON line per
+    /// statement. Default: no audit log.
+    pub audit_log: Option<Spanned<String>>,
     /// `[server.tls]`: TLS for client connections. Default: off.
     pub tls: Option<TlsSection>,
 }

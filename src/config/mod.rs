@@ -61,6 +61,17 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// TLS, when configured.
     pub tls: Option<TlsConfig>,
+    /// Where the audit log goes, if anywhere.
+    pub audit_log: Option<AuditTarget>,
+}
+
+/// The audit log's destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    /// Standard output.
+    Stdout,
+    /// A file, appended to.
+    File(PathBuf),
 }
 
 /// TLS settings with paths resolved against the config file's directory.
@@ -341,12 +352,17 @@ impl Resolver<'_> {
             },
         };
         let tls = s.tls.as_ref().map(|t| self.tls(t));
+        let audit_log = s.audit_log.as_ref().map(|a| match a.get_ref().as_str() {
+            "stdout" | "-" => AuditTarget::Stdout,
+            path => AuditTarget::File(self.base.join(path)),
+        });
         ServerConfig {
             listen,
             max_connections,
             statement_timeout,
             max_message_bytes,
             tls,
+            audit_log,
         }
     }
 

@@ -95,6 +95,8 @@ fn without_client_quirks(sql: &str) -> std::borrow::Cow<'_, str> {
 /// A statement ready to execute: classified, and for queries, planned.
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    /// The statement as parsed (for the audit log).
+    pub sql: String,
     /// What the statement does.
     pub command: Command,
     /// The logical plan of a query, with `$n` placeholders still unbound.
@@ -114,12 +116,14 @@ pub async fn prepare(
     datasets: &[crate::semantic::Dataset],
     stmt: Statement,
 ) -> Result<Prepared, Error> {
+    let sql = stmt.to_string();
     let mut command = classify::classify(stmt)?;
     if let Command::Query(stmt) = &mut command {
         crate::semantic::measure::expand(stmt, datasets)?;
     }
     let Command::Query(stmt) = &command else {
         return Ok(Prepared {
+            sql,
             columns: local_columns(&command),
             command,
             plan: None,
@@ -144,6 +148,7 @@ pub async fn prepare(
     };
     let param_types = param_types(&plan)?;
     Ok(Prepared {
+        sql,
         command,
         plan: Some(plan),
         columns,

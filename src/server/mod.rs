@@ -26,6 +26,7 @@ use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::AuditLog;
 use crate::auth::Directory;
 use crate::config::{Config, TlsConfig};
 use crate::error::SqlState;
@@ -51,6 +52,15 @@ pub enum ServerError {
     Bind {
         /// The address.
         addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The audit log file could not be opened.
+    #[error("cannot open the audit log {path}: {source}")]
+    Audit {
+        /// The file.
+        path: std::path::PathBuf,
         /// The cause.
         #[source]
         source: io::Error,
@@ -84,10 +94,23 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
+        let audit = match &config.server.audit_log {
+            None => None,
+            Some(crate::config::AuditTarget::Stdout) => Some(Arc::new(AuditLog::stdout())),
+            Some(crate::config::AuditTarget::File(path)) => {
+                Some(Arc::new(AuditLog::file(path).map_err(|source| {
+                    ServerError::Audit {
+                        path: path.clone(),
+                        source,
+                    }
+                })?))
+            }
+        };
         let shared = Arc::new(Shared::new(
             config.server.clone(),
             Directory::new(&config),
             model,
+            audit,
         ));
         Ok(Server {
             listener,

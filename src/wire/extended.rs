@@ -155,10 +155,23 @@ impl ExtendedQueryHandler for Connection {
         let prepared = &portal.statement.statement;
         let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
             prepared.param_types.iter().map(Option::as_ref).collect();
-        let params = arrow_pg::datatypes::df::deserialize_parameters(portal, &inferred)?;
+        let mut audit = self.audit(session, client.socket_addr(), prepared.sql.clone());
+        if let (Some(a), Some(plan)) = (audit.as_mut(), prepared.plan.as_ref()) {
+            a.datasets = crate::audit::datasets_in(plan, session.datasets());
+        }
+        let params = arrow_pg::datatypes::df::deserialize_parameters(portal, &inferred)
+            .inspect_err(|e| {
+                super::audited(audit.take(), Error::InvalidValue(e.to_string()));
+            })?;
         super::forget_prepared(client.portal_store(), &prepared.command)?;
-        let outcome = session.execute(prepared, params).await?;
-        Ok(encode::response(outcome, &portal.result_column_format)?)
+        let outcome = session
+            .execute(prepared, params)
+            .await
+            .map_err(|e| super::audited(audit.take(), e))?;
+        Ok(encode::response(
+            crate::audit::track(outcome, audit),
+            &portal.result_column_format,
+        )?)
     }
 }
 

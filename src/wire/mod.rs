@@ -37,21 +37,37 @@ pub struct Shared {
     pub parser: Parser,
     /// Running sessions by backend pid, for CancelRequest.
     pub cancels: cancel::Registry,
+    /// Where each statement is recorded, if configured.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
     pids: RandomPidSecretKeyGenerator,
 }
 
 impl Shared {
     /// Assemble the shared state.
-    pub fn new(server: ServerConfig, directory: Directory, model: Model) -> Shared {
+    pub fn new(
+        server: ServerConfig,
+        directory: Directory,
+        model: Model,
+        audit: Option<Arc<crate::audit::AuditLog>>,
+    ) -> Shared {
         Shared {
             server,
             directory,
             model,
+            audit,
             parser: Parser::new(),
             cancels: cancel::Registry::default(),
             pids: RandomPidSecretKeyGenerator::default(),
         }
     }
+}
+
+/// Write the audit line of a statement that failed before sending rows; returns the error.
+fn audited(audit: Option<crate::audit::Statement>, e: Error) -> Error {
+    if let Some(a) = audit {
+        a.finish(0, Err(&e));
+    }
+    e
 }
 
 /// One client connection's handlers. Created per accepted socket, dropped with it.
@@ -79,6 +95,25 @@ impl Connection {
         self.session
             .get()
             .ok_or_else(|| Error::Internal("query before authentication".into()))
+    }
+
+    /// Begin the audit line of `sql`, run in `session` from `client`, if auditing is on.
+    fn audit(
+        &self,
+        session: &Session,
+        client: std::net::SocketAddr,
+        sql: String,
+    ) -> Option<crate::audit::Statement> {
+        let log = self.shared.audit.as_ref()?;
+        let mut line = crate::audit::Statement::start(Arc::clone(log), sql);
+        line.user.clone_from(&session.identity.user);
+        line.workspace.clone_from(&session.identity.workspace);
+        line.client = client.to_string();
+        line.application_name = session
+            .settings()
+            .get("application_name")
+            .unwrap_or_default();
+        Some(line)
     }
 }
 

@@ -54,15 +54,27 @@ impl Connection {
         stmt: datafusion::sql::sqlparser::ast::Statement,
     ) -> Result<Response, Error>
     where
-        C: ClientPortalStore,
+        C: ClientInfo + ClientPortalStore,
         C::PortalStore: PortalStore,
     {
         let session = self.session()?;
-        let prepared = prepare(session.context(), session.datasets(), stmt).await?;
+        let mut audit = self.audit(session, client.socket_addr(), stmt.to_string());
+        let prepared = match prepare(session.context(), session.datasets(), stmt).await {
+            Ok(p) => p,
+            Err(e) => return Err(super::audited(audit, e)),
+        };
+        if let (Some(a), Some(plan)) = (audit.as_mut(), prepared.plan.as_ref()) {
+            a.datasets = crate::audit::datasets_in(plan, session.datasets());
+        }
         super::forget_prepared(client.portal_store(), &prepared.command)?;
-        let outcome = session
+        match session
             .execute(&prepared, ParamValues::List(Vec::new()))
-            .await?;
-        encode::response(outcome, &Format::UnifiedText)
+            .await
+        {
+            Ok(outcome) => {
+                encode::response(crate::audit::track(outcome, audit), &Format::UnifiedText)
+            }
+            Err(e) => Err(super::audited(audit, e)),
+        }
     }
 }
