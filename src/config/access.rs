@@ -170,6 +170,25 @@ impl Resolver<'_> {
         (roles, grants)
     }
 
+    /// Role names, each checked.
+    pub(super) fn role_list(&mut self, names: &[Spanned<String>], field: &str) -> Vec<Role> {
+        let mut out = Vec::new();
+        for r in names {
+            match Role::parse(r.get_ref()) {
+                Some(role) => out.push(role),
+                None => self.error(
+                    r,
+                    field,
+                    format!(
+                        "unknown role \"{}\"; use admin, developer, analyst or viewer",
+                        r.get_ref()
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
     /// A dataset's `[[dataset.policy]]` sections.
     pub(super) fn policies(
         &mut self,
@@ -178,20 +197,7 @@ impl Resolver<'_> {
     ) -> Vec<PolicyConfig> {
         let mut out = Vec::new();
         for (j, p) in ps.iter().enumerate() {
-            let mut roles = Vec::new();
-            for r in &p.roles {
-                match Role::parse(r.get_ref()) {
-                    Some(role) => roles.push(role),
-                    None => self.error(
-                        r,
-                        format!("dataset[{dataset}].policy[{j}].roles"),
-                        format!(
-                            "unknown role \"{}\"; use admin, developer, analyst or viewer",
-                            r.get_ref()
-                        ),
-                    ),
-                }
-            }
+            let roles = self.role_list(&p.roles, &format!("dataset[{dataset}].policy[{j}].roles"));
             out.push(PolicyConfig {
                 filter: p.filter.get_ref().clone(),
                 users: p.users.iter().map(|u| u.get_ref().clone()).collect(),

@@ -284,6 +284,15 @@ pub struct ColumnSection {
     /// Display name.
     #[serde(default)]
     pub label: String,
+    /// Roles for which the column does not exist.
+    #[serde(default)]
+    pub hidden_from: Vec<Spanned<String>>,
+    /// Roles that see `mask` instead of the value.
+    #[serde(default)]
+    pub masked_for: Vec<Spanned<String>>,
+    /// A SQL expression over the dataset's columns shown in place of the value, e.g.
+    /// `'***' || right(phone, 4)`.
+    pub mask: Option<Spanned<String>>,
 }
 
 /// `[[user]]`.

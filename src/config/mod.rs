@@ -541,11 +541,28 @@ impl Resolver<'_> {
             let columns = d
                 .columns
                 .iter()
-                .map(|c| ColumnDoc {
-                    name: c.name.get_ref().to_lowercase(),
-                    description: c.description.clone(),
-                    label: c.label.clone(),
-                    origin: self.origin(&c.name),
+                .enumerate()
+                .map(|(j, c)| {
+                    let field = format!("dataset[{i}].column[{j}]");
+                    let hidden_from =
+                        self.role_list(&c.hidden_from, &format!("{field}.hidden_from"));
+                    let masked_for = self.role_list(&c.masked_for, &format!("{field}.masked_for"));
+                    if !masked_for.is_empty() && c.mask.is_none() {
+                        self.error(
+                            &c.name,
+                            format!("{field}.mask"),
+                            "`masked_for` needs a `mask` expression",
+                        );
+                    }
+                    ColumnDoc {
+                        name: c.name.get_ref().to_lowercase(),
+                        description: c.description.clone(),
+                        label: c.label.clone(),
+                        hidden_from,
+                        masked_for,
+                        mask: c.mask.as_ref().map(|m| m.get_ref().clone()),
+                        origin: self.origin(c.mask.as_ref().unwrap_or(&c.name)),
+                    }
                 })
                 .collect();
             let fields = self.fields(&d.fields);

@@ -248,6 +248,12 @@ pub struct ColumnDoc {
     pub description: String,
     /// Display name.
     pub label: String,
+    /// Roles for which the column does not exist.
+    pub hidden_from: Vec<super::Role>,
+    /// Roles that see `mask` instead of the value.
+    pub masked_for: Vec<super::Role>,
+    /// The expression shown to `masked_for`.
+    pub mask: Option<String>,
     /// Where it was declared.
     pub origin: Origin,
 }

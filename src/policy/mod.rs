@@ -12,6 +12,11 @@
 //! every restrictive one must (as in PostgreSQL). When policies exist but none permissive
 //! applies, or a policy names an attribute the user lacks, no row is visible: when in
 //! doubt, deny. Admins see every row.
+//!
+//! Columns can be hidden from roles (the column does not exist for them) or masked for
+//! roles (they see a configured expression, such as the last digits of a phone number,
+//! in its place); that projection sits above the row filter, so a policy may still use a
+//! column its reader cannot see.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -19,7 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{SchemaProvider, TableProvider};
-use datafusion::common::DFSchema;
+use datafusion::common::{Column, DFSchema};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::utils::{conjunction, disjunction};
@@ -27,8 +32,17 @@ use datafusion::logical_expr::{lit, Expr, ExprSchemable, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
 
 use crate::catalog::datasets::DatasetSchema;
-use crate::config::{Attribute, PolicyConfig, Role};
+use crate::config::{Attribute, ColumnDoc, PolicyConfig, Role};
 use crate::semantic::DatasetTable;
+
+/// What a dataset's configuration says about who sees what in it.
+#[derive(Debug, Clone, Default)]
+pub struct DatasetAccess {
+    /// Row policies.
+    pub policies: Vec<PolicyConfig>,
+    /// Columns hidden from or masked for some roles.
+    pub columns: Vec<ColumnDoc>,
+}
 
 /// A member of a workspace, as policies see them.
 #[derive(Debug, Clone)]
@@ -68,6 +82,28 @@ pub fn check(policy: &PolicyConfig, schema: &SchemaRef) -> Result<(), String> {
         other => Err(format!(
             "a policy filter must be true or false, not {other}"
         )),
+    }
+}
+
+/// Check at load time that a column mask is an expression over the dataset's columns
+/// whose value can stand in for the column (it is cast to the column's type).
+///
+/// # Errors
+/// What is wrong, for a config error at the mask's line.
+pub fn check_mask(mask: &str, column: &str, schema: &SchemaRef) -> Result<(), String> {
+    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
+    let expr = parse(mask, &df_schema)?;
+    let from = expr.get_type(&df_schema).map_err(|e| e.to_string())?;
+    let to = schema
+        .field_with_name(column)
+        .map_err(|_| format!("no column \"{column}\" to mask"))?
+        .data_type();
+    if datafusion::arrow::compute::can_cast_types(&from, to) {
+        Ok(())
+    } else {
+        Err(format!(
+            "a mask of type {from} cannot stand in for a column of type {to}"
+        ))
     }
 }
 
@@ -168,33 +204,49 @@ fn parse(sql: &str, schema: &DFSchema) -> Result<Expr, String> {
 pub struct SessionDatasets {
     shared: Arc<DatasetSchema>,
     principal: Principal,
-    policies: Arc<HashMap<String, Vec<PolicyConfig>>>,
+    access: Arc<HashMap<String, DatasetAccess>>,
     restricted: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
 }
 
 impl SessionDatasets {
-    /// `principal`'s view of `shared`, whose datasets have `policies` (by dataset name).
+    /// `principal`'s view of `shared`, whose datasets have `access` rules (by name).
     pub fn new(
         shared: Arc<DatasetSchema>,
         principal: Principal,
-        policies: Arc<HashMap<String, Vec<PolicyConfig>>>,
+        access: Arc<HashMap<String, DatasetAccess>>,
     ) -> SessionDatasets {
         SessionDatasets {
             shared,
             principal,
-            policies,
+            access,
             restricted: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `dataset` under the principal's row filter, built once per session.
+    /// `dataset` under the principal's row filter and column rules, built once per session.
     fn restrict(
         &self,
         name: &str,
         dataset: Arc<dyn TableProvider>,
     ) -> DfResult<Arc<dyn TableProvider>> {
-        let policies = self.policies.get(name).map(Vec::as_slice).unwrap_or(&[]);
-        if policies.is_empty() || self.principal.role == Role::Admin {
+        let Some(access) = self.access.get(name) else {
+            return Ok(dataset);
+        };
+        let role = self.principal.role;
+        let hidden: HashSet<&str> = access
+            .columns
+            .iter()
+            .filter(|c| c.hidden_from.contains(&role))
+            .map(|c| c.name.as_str())
+            .collect();
+        let masked: HashMap<&str, &str> = access
+            .columns
+            .iter()
+            .filter(|c| c.masked_for.contains(&role))
+            .filter_map(|c| Some((c.name.as_str(), c.mask.as_deref()?)))
+            .collect();
+        let filtered = !access.policies.is_empty() && role != Role::Admin;
+        if !filtered && hidden.is_empty() && masked.is_empty() {
             return Ok(dataset);
         }
         let mut cache = self
@@ -205,20 +257,41 @@ impl SessionDatasets {
             return Ok(Arc::clone(done));
         }
         let denied = |why: String| {
-            tracing::error!(dataset = name, user = %self.principal.user, reason = %why, "row policy cannot be applied; denying the dataset");
+            tracing::error!(dataset = name, user = %self.principal.user, reason = %why, "access rules cannot be applied; denying the dataset");
             DataFusionError::Plan(format!(
-                "dataset \"{name}\" cannot be shown: its row policy cannot be applied"
+                "dataset \"{name}\" cannot be shown: its access rules cannot be applied"
             ))
         };
         let plan = dataset
             .get_logical_plan()
             .ok_or_else(|| denied("the dataset has no plan to filter".into()))?
             .into_owned();
-        let filter = row_filter(policies, &self.principal, plan.schema())
-            .map_err(denied)?
-            .unwrap_or_else(|| lit(true));
-        let filtered = LogicalPlanBuilder::from(plan).filter(filter)?.build()?;
-        let table: Arc<dyn TableProvider> = Arc::new(DatasetTable::from_plan(filtered));
+        let mut plan = LogicalPlanBuilder::from(plan);
+        if let Some(filter) =
+            row_filter(&access.policies, &self.principal, plan.schema()).map_err(denied)?
+        {
+            plan = plan.filter(filter)?;
+        }
+        if !hidden.is_empty() || !masked.is_empty() {
+            let schema = Arc::clone(plan.schema());
+            let mut columns = Vec::new();
+            for (qualifier, field) in schema.iter() {
+                let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+                let name = field.name().as_str();
+                if hidden.contains(name) {
+                    continue;
+                }
+                columns.push(match masked.get(name) {
+                    Some(mask) => parse(mask, &schema)
+                        .map_err(denied)?
+                        .cast_to(field.data_type(), &schema)?
+                        .alias(name),
+                    None => column,
+                });
+            }
+            plan = plan.project(columns)?;
+        }
+        let table: Arc<dyn TableProvider> = Arc::new(DatasetTable::from_plan(plan.build()?));
         cache.insert(name.to_owned(), Arc::clone(&table));
         Ok(table)
     }

@@ -23,9 +23,9 @@ use datafusion::sql::sqlparser::parser::Parser;
 use crate::catalog::datasets::{DatasetSchema, Unavailable};
 use crate::config::{
     ColumnDoc, Config, ConfigError, DatasetConfig, DatasetQuery, DimensionConfig, FieldConfig,
-    HierarchyConfig, MeasureConfig, MeasureDef, PolicyConfig, Role, SourceKind, WorkspaceConfig,
+    HierarchyConfig, MeasureConfig, MeasureDef, Role, SourceKind, WorkspaceConfig,
 };
-use crate::policy::{Principal, SessionDatasets};
+use crate::policy::{DatasetAccess, Principal, SessionDatasets};
 use crate::source::lake::{demo, LakeError};
 use crate::source::{OpenError, Source};
 
@@ -112,8 +112,9 @@ pub struct Workspace {
     pub public: Arc<DatasetSchema>,
     /// Members, with role, attributes and grants.
     pub members: HashMap<String, Principal>,
-    /// Row policies by dataset name (including datasets whose source is down).
-    pub policies: Arc<HashMap<String, Vec<PolicyConfig>>>,
+    /// Row policies and column rules by dataset name (including datasets whose source is
+    /// down).
+    pub access: Arc<HashMap<String, DatasetAccess>>,
 }
 
 impl Workspace {
@@ -129,7 +130,7 @@ impl Workspace {
         Arc::new(SessionDatasets::new(
             Arc::clone(&self.public),
             principal,
-            Arc::clone(&self.policies),
+            Arc::clone(&self.access),
         ))
     }
 }
@@ -239,12 +240,24 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
         schemas.insert(ws.name.clone(), Arc::clone(&public));
         let mut workspace = workspace(&ws.name, &ws.description, datasets, public).await?;
         workspace.members = members(config, ws);
-        workspace.policies = Arc::new(
+        workspace.access = Arc::new(
             config
                 .datasets
                 .iter()
-                .filter(|d| d.workspace == ws.name && !d.policies.is_empty())
-                .map(|d| (d.name.to_lowercase(), d.policies.clone()))
+                .filter(|d| d.workspace == ws.name)
+                .map(|d| {
+                    let access = DatasetAccess {
+                        policies: d.policies.clone(),
+                        columns: d
+                            .columns
+                            .iter()
+                            .filter(|c| !c.hidden_from.is_empty() || !c.masked_for.is_empty())
+                            .cloned()
+                            .collect(),
+                    };
+                    (d.name.to_lowercase(), access)
+                })
+                .filter(|(_, a)| !a.policies.is_empty() || !a.columns.is_empty())
                 .collect(),
         );
         workspaces.insert(ws.name.clone(), Arc::new(workspace));
@@ -338,6 +351,18 @@ async fn dataset(
     let mut found = check_columns(d, &schema);
     found.extend(measure::check(d));
     found.extend(dimension::check(d, &schema));
+    found.extend(d.columns.iter().filter_map(|c| {
+        let mask = c.mask.as_ref()?;
+        crate::policy::check_mask(mask, &c.name, &schema)
+            .err()
+            .map(|m| {
+                ConfigError::at(
+                    &c.origin,
+                    format!("dataset \"{}\".column \"{}\".mask", d.name, c.name),
+                    m,
+                )
+            })
+    }));
     found.extend(d.policies.iter().filter_map(|p| {
         crate::policy::check(p, &schema)
             .err()
@@ -391,7 +416,7 @@ async fn workspace(
         state,
         public: Arc::clone(&public),
         members: HashMap::new(),
-        policies: Arc::default(),
+        access: Arc::default(),
     })
 }
 

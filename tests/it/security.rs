@@ -379,3 +379,48 @@ async fn the_audit_log_has_one_line_per_statement() {
     assert_eq!(lines[2]["outcome"], "ok");
     assert_eq!(lines[2]["rows"], typed.len() as u64);
 }
+
+#[tokio::test]
+async fn columns_are_masked_or_hidden_for_chosen_roles() {
+    let server = TestServer::start().await;
+    let dave = server.connect("dave").await;
+    let names = rows(
+        &dave,
+        "SELECT DISTINCT customer_name FROM sales ORDER BY 1 LIMIT 3",
+    )
+    .await;
+    assert_eq!(names.len(), 3);
+    for n in &names {
+        assert!(
+            n[0].starts_with("***") && n[0].chars().count() == 5,
+            "{n:?}"
+        );
+    }
+    // The mask is the value everywhere, also in filters: the real name matches nothing.
+    let real = rows(
+        &server.connect("carol").await,
+        "SELECT customer_name FROM sales WHERE region = 'West' LIMIT 1",
+    )
+    .await;
+    let by_real_name = format!(
+        "SELECT count(*) FROM sales WHERE customer_name = '{}'",
+        real[0][0]
+    );
+    assert_eq!(rows(&dave, &by_real_name).await, table(&[["0"]]));
+    for sql in [
+        "SELECT cost FROM sales",
+        "SELECT sum(cost) FROM sales",
+        "SELECT MEASURE(margin) FROM sales",
+    ] {
+        let err = dave.simple_query(sql).await.expect_err("hidden");
+        assert_eq!(sqlstate(&err), "42703", "{sql}: {err:?}");
+    }
+    // An analyst sees names and costs as they are.
+    let alice = server.connect("alice").await;
+    let plain = rows(
+        &alice,
+        "SELECT customer_name, cost FROM sales ORDER BY order_id LIMIT 1",
+    )
+    .await;
+    assert!(!plain[0][0].starts_with("***"), "{plain:?}");
+}
