@@ -1,13 +1,47 @@
-//! Who may see what, as configured: user attributes, workspace roles and grants, and the
-//! row policies of datasets. Checked here for what needs no data (names, kinds); a
+//! Who may see what, as configured: users and their attributes, workspaces with their
+//! members, roles and grants, and the row policies of datasets. Checked here for what needs no data (names, kinds); a
 //! policy's filter is type-checked against its dataset's columns when the dataset is
 //! planned (`policy::check`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use toml::Spanned;
 
 use super::{file, Origin, Resolver};
+use crate::auth::scram::Verifier;
+
+/// A user, resolved.
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    /// Login name.
+    pub name: String,
+    /// SCRAM verifier.
+    pub verifier: Verifier,
+    /// What row policies know of the user.
+    pub attributes: BTreeMap<String, Attribute>,
+}
+
+/// A workspace, resolved.
+#[derive(Debug, Clone)]
+pub struct WorkspaceConfig {
+    /// Database name.
+    pub name: String,
+    /// Human description.
+    pub description: String,
+    /// Users allowed to connect.
+    pub members: Vec<String>,
+    /// Members' roles; a member not listed is an analyst.
+    pub roles: BTreeMap<String, Role>,
+    /// Datasets each listed member is narrowed to.
+    pub grants: BTreeMap<String, Vec<String>>,
+}
+
+impl WorkspaceConfig {
+    /// The role of a member.
+    pub fn role_of(&self, user: &str) -> Role {
+        self.roles.get(user).copied().unwrap_or(Role::Analyst)
+    }
+}
 
 /// A member's role in a workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,8 +115,78 @@ impl PolicyConfig {
 }
 
 impl Resolver<'_> {
+    pub(super) fn users(&mut self, users: Vec<file::UserSection>) -> Vec<UserConfig> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, u) in users.into_iter().enumerate() {
+            if !seen.insert(u.name.get_ref().clone()) {
+                self.error(
+                    &u.name,
+                    format!("user[{i}].name"),
+                    format!("duplicate user \"{}\"", u.name.get_ref()),
+                );
+            }
+            let attributes = self.attributes(&u.attributes, i);
+            match Verifier::parse(u.password.get_ref()) {
+                Ok(verifier) => out.push(UserConfig {
+                    name: u.name.into_inner(),
+                    verifier,
+                    attributes,
+                }),
+                Err(e) => self.error(
+                    &u.password,
+                    format!("user[{i}].password"),
+                    format!("{e}; make one with `biproxy hash-password`"),
+                ),
+            }
+        }
+        out
+    }
+
+    pub(super) fn workspaces(
+        &mut self,
+        ws: Vec<file::WorkspaceSection>,
+        users: &[UserConfig],
+        datasets: &[(String, String)],
+    ) -> Vec<WorkspaceConfig> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, w) in ws.into_iter().enumerate() {
+            if !seen.insert(w.name.get_ref().clone()) {
+                self.error(
+                    &w.name,
+                    format!("workspace[{i}].name"),
+                    format!("duplicate workspace \"{}\"", w.name.get_ref()),
+                );
+            }
+            for (j, m) in w.members.iter().enumerate() {
+                if !users.iter().any(|u| &u.name == m.get_ref()) {
+                    self.error(
+                        m,
+                        format!("workspace[{i}].members[{j}]"),
+                        format!("no [[user]] named \"{}\"", m.get_ref()),
+                    );
+                }
+            }
+            let own: Vec<&str> = datasets
+                .iter()
+                .filter(|(ws, _)| ws == w.name.get_ref())
+                .map(|(_, d)| d.as_str())
+                .collect();
+            let (roles, grants) = self.roles(&w, i, &own);
+            out.push(WorkspaceConfig {
+                name: w.name.into_inner(),
+                description: w.description,
+                members: w.members.into_iter().map(Spanned::into_inner).collect(),
+                roles,
+                grants,
+            });
+        }
+        out
+    }
+
     /// A user's `attributes` table as SQL literals.
-    pub(super) fn attributes(
+    fn attributes(
         &mut self,
         attrs: &BTreeMap<String, Spanned<toml::Value>>,
         user: usize,
@@ -113,7 +217,7 @@ impl Resolver<'_> {
     }
 
     /// A workspace's `roles` (member → role) and `grants` (member → datasets).
-    pub(super) fn roles(
+    fn roles(
         &mut self,
         w: &file::WorkspaceSection,
         i: usize,

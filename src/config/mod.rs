@@ -8,24 +8,21 @@
 mod access;
 pub mod file;
 mod model;
+mod server;
 mod source;
 
-pub use access::{Attribute, PolicyConfig, Role};
+pub use access::{Attribute, PolicyConfig, Role, UserConfig, WorkspaceConfig};
 pub use model::{
     Aggregation, ColumnDoc, DimensionConfig, DimensionKind, FieldConfig, GeoRole, Granularity,
     HierarchyConfig, JoinConfig, MeasureConfig, MeasureDef,
 };
+pub use server::{parse_duration, AuditTarget, ServerConfig, TlsConfig};
 pub use source::{Engine, SourceKind, SourceTls, SqlSourceConfig};
 
-use std::collections::BTreeMap;
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use toml::Spanned;
-
-use crate::auth::scram::Verifier;
 
 /// The demo configuration compiled into the binary, served when no `--config` is given.
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
@@ -48,43 +45,6 @@ pub struct Config {
     pub users: Vec<UserConfig>,
 }
 
-/// `[server]`, resolved.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Where to listen.
-    pub listen: SocketAddr,
-    /// Connections served at once.
-    pub max_connections: usize,
-    /// Default statement timeout; `None` = no timeout.
-    pub statement_timeout: Option<Duration>,
-    /// Largest client message accepted.
-    pub max_message_bytes: usize,
-    /// TLS, when configured.
-    pub tls: Option<TlsConfig>,
-    /// Where the audit log goes, if anywhere.
-    pub audit_log: Option<AuditTarget>,
-}
-
-/// The audit log's destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuditTarget {
-    /// Standard output.
-    Stdout,
-    /// A file, appended to.
-    File(PathBuf),
-}
-
-/// TLS settings with paths resolved against the config file's directory.
-#[derive(Debug, Clone)]
-pub struct TlsConfig {
-    /// Certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Private key (PEM).
-    pub key: PathBuf,
-    /// Refuse plaintext clients.
-    pub required: bool,
-}
-
 /// A source, resolved.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
@@ -92,28 +52,6 @@ pub struct SourceConfig {
     pub name: String,
     /// Connector and its settings.
     pub kind: SourceKind,
-}
-
-/// A workspace, resolved.
-#[derive(Debug, Clone)]
-pub struct WorkspaceConfig {
-    /// Database name.
-    pub name: String,
-    /// Human description.
-    pub description: String,
-    /// Users allowed to connect.
-    pub members: Vec<String>,
-    /// Members' roles; a member not listed is an analyst.
-    pub roles: BTreeMap<String, Role>,
-    /// Datasets each listed member is narrowed to.
-    pub grants: BTreeMap<String, Vec<String>>,
-}
-
-impl WorkspaceConfig {
-    /// The role of a member.
-    pub fn role_of(&self, user: &str) -> Role {
-        self.roles.get(user).copied().unwrap_or(Role::Analyst)
-    }
 }
 
 /// A dataset, resolved (its SQL is planned later, against the source's tables).
@@ -154,17 +92,6 @@ pub enum DatasetQuery {
     Table(String),
     /// A SQL query on the source's tables.
     Sql(String),
-}
-
-/// A user, resolved.
-#[derive(Debug, Clone)]
-pub struct UserConfig {
-    /// Login name.
-    pub name: String,
-    /// SCRAM verifier.
-    pub verifier: Verifier,
-    /// What row policies know of the user.
-    pub attributes: BTreeMap<String, Attribute>,
 }
 
 /// A place in a config file, for error messages.
@@ -286,6 +213,38 @@ impl Resolver<'_> {
         self.errors.push(ConfigError::at(&origin, field, message));
     }
 
+    /// An integer field within `min..=max`, or `default` when absent.
+    fn ranged(
+        &mut self,
+        v: &Option<Spanned<i64>>,
+        field: &str,
+        min: i64,
+        max: i64,
+        default: usize,
+    ) -> usize {
+        match v {
+            None => default,
+            Some(n) if (min..=max).contains(n.get_ref()) => *n.get_ref() as usize,
+            Some(n) => {
+                self.error(
+                    n,
+                    field,
+                    format!("must be between {min} and {max}, got {}", n.get_ref()),
+                );
+                default
+            }
+        }
+    }
+
+    /// A path relative to the config file that must name an existing file.
+    fn existing_file(&mut self, p: &Spanned<String>, field: &str) -> PathBuf {
+        let path = self.base.join(p.get_ref());
+        if !path.is_file() {
+            self.error(p, field, format!("file {} does not exist", path.display()));
+        }
+        path
+    }
+
     fn resolve(&mut self, file: file::File) -> Config {
         let server = self.server(&file.server);
         let users = self.users(file.users);
@@ -309,171 +268,6 @@ impl Resolver<'_> {
             datasets,
             users,
         }
-    }
-
-    fn server(&mut self, s: &file::ServerSection) -> ServerConfig {
-        let listen = match &s.listen {
-            None => SocketAddr::from(([127, 0, 0, 1], 15432)),
-            Some(l) => l.get_ref().parse().unwrap_or_else(|_| {
-                self.error(
-                    l,
-                    "server.listen",
-                    format!(
-                        "\"{}\" is not an ADDRESS:PORT such as 127.0.0.1:15432",
-                        l.get_ref()
-                    ),
-                );
-                SocketAddr::from(([127, 0, 0, 1], 15432))
-            }),
-        };
-        let max_connections = self.ranged(
-            &s.max_connections,
-            "server.max_connections",
-            1,
-            100_000,
-            256,
-        );
-        let max_message_bytes = self.ranged(
-            &s.max_message_bytes,
-            "server.max_message_bytes",
-            1 << 16,
-            1 << 30,
-            64 << 20,
-        );
-        let statement_timeout = match &s.statement_timeout {
-            None => None,
-            Some(t) => match parse_duration(t.get_ref()) {
-                Ok(d) if d.is_zero() => None,
-                Ok(d) => Some(d),
-                Err(m) => {
-                    self.error(t, "server.statement_timeout", m);
-                    None
-                }
-            },
-        };
-        let tls = s.tls.as_ref().map(|t| self.tls(t));
-        let audit_log = s.audit_log.as_ref().map(|a| match a.get_ref().as_str() {
-            "stdout" | "-" => AuditTarget::Stdout,
-            path => AuditTarget::File(self.base.join(path)),
-        });
-        ServerConfig {
-            listen,
-            max_connections,
-            statement_timeout,
-            max_message_bytes,
-            tls,
-            audit_log,
-        }
-    }
-
-    fn ranged(
-        &mut self,
-        v: &Option<Spanned<i64>>,
-        field: &str,
-        min: i64,
-        max: i64,
-        default: usize,
-    ) -> usize {
-        match v {
-            None => default,
-            Some(n) if (min..=max).contains(n.get_ref()) => *n.get_ref() as usize,
-            Some(n) => {
-                self.error(
-                    n,
-                    field,
-                    format!("must be between {min} and {max}, got {}", n.get_ref()),
-                );
-                default
-            }
-        }
-    }
-
-    fn tls(&mut self, t: &file::TlsSection) -> TlsConfig {
-        let cert = self.existing_file(&t.cert, "server.tls.cert");
-        let key = self.existing_file(&t.key, "server.tls.key");
-        TlsConfig {
-            cert,
-            key,
-            required: t.required,
-        }
-    }
-
-    fn existing_file(&mut self, p: &Spanned<String>, field: &str) -> PathBuf {
-        let path = self.base.join(p.get_ref());
-        if !path.is_file() {
-            self.error(p, field, format!("file {} does not exist", path.display()));
-        }
-        path
-    }
-
-    fn users(&mut self, users: Vec<file::UserSection>) -> Vec<UserConfig> {
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for (i, u) in users.into_iter().enumerate() {
-            if !seen.insert(u.name.get_ref().clone()) {
-                self.error(
-                    &u.name,
-                    format!("user[{i}].name"),
-                    format!("duplicate user \"{}\"", u.name.get_ref()),
-                );
-            }
-            let attributes = self.attributes(&u.attributes, i);
-            match Verifier::parse(u.password.get_ref()) {
-                Ok(verifier) => out.push(UserConfig {
-                    name: u.name.into_inner(),
-                    verifier,
-                    attributes,
-                }),
-                Err(e) => self.error(
-                    &u.password,
-                    format!("user[{i}].password"),
-                    format!("{e}; make one with `biproxy hash-password`"),
-                ),
-            }
-        }
-        out
-    }
-
-    fn workspaces(
-        &mut self,
-        ws: Vec<file::WorkspaceSection>,
-        users: &[UserConfig],
-        datasets: &[(String, String)],
-    ) -> Vec<WorkspaceConfig> {
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for (i, w) in ws.into_iter().enumerate() {
-            if !seen.insert(w.name.get_ref().clone()) {
-                self.error(
-                    &w.name,
-                    format!("workspace[{i}].name"),
-                    format!("duplicate workspace \"{}\"", w.name.get_ref()),
-                );
-            }
-            for (j, m) in w.members.iter().enumerate() {
-                if !users.iter().any(|u| &u.name == m.get_ref()) {
-                    self.error(
-                        m,
-                        format!("workspace[{i}].members[{j}]"),
-                        format!("no [[user]] named \"{}\"", m.get_ref()),
-                    );
-                }
-            }
-            let own: Vec<&str> = datasets
-                .iter()
-                .filter(|(ws, _)| ws == w.name.get_ref())
-                .map(|(_, d)| d.as_str())
-                .collect();
-            let (roles, grants) = self.roles(&w, i, &own);
-            out.push(WorkspaceConfig {
-                name: w.name.into_inner(),
-                description: w.description,
-                members: w.members.into_iter().map(Spanned::into_inner).collect(),
-                roles,
-                grants,
-            });
-        }
-        out
     }
 
     fn datasets(
@@ -601,33 +395,6 @@ impl Resolver<'_> {
     }
 }
 
-/// Parse `0`, `250ms`, `30s`, `5min`, `2h` (PostgreSQL's units); a bare number is milliseconds,
-/// as in PostgreSQL's `statement_timeout`.
-///
-/// # Errors
-/// A message saying which forms are accepted.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim().trim_matches('\'');
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("\"{text}\" is not a duration such as 0, 250ms, 30s, 5min or 2h"))?;
-    let ms = match unit.trim() {
-        "" | "ms" => n,
-        "s" => n * 1000,
-        "min" => n * 60_000,
-        "h" => n * 3_600_000,
-        "d" => n * 86_400_000,
-        _ => {
-            return Err(format!(
-                "\"{text}\" has an unknown unit; use ms, s, min, h or d"
-            ))
-        }
-    };
-    Ok(Duration::from_millis(ms))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -694,14 +461,5 @@ pool_timeout = "soon"
             "{}",
             errs.0[0].message
         );
-    }
-
-    #[test]
-    fn durations_follow_postgres_units() {
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert_eq!(parse_duration("1500").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("5min").unwrap(), Duration::from_secs(300));
-        assert!(parse_duration("soon").is_err());
     }
 }
