@@ -69,10 +69,10 @@ pub fn push_down(plan: LogicalPlan) -> Result<LogicalPlan> {
         return Ok(plan);
     }
     let (plan, remote) = visit(plan)?;
-    Ok(match remote {
+    match remote {
         Some(r) => federate(plan, &r),
-        None => plan,
-    })
+        None => Ok(plan),
+    }
 }
 
 /// Whether any scan (outside already-pushed parts) reads a database source.
@@ -110,7 +110,7 @@ fn visit(plan: LogicalPlan) -> Result<(LogicalPlan, Option<Remote>)> {
         plan.map_subqueries(|sub| {
             let (p, r) = visit(sub)?;
             Ok(Transformed::yes(match r {
-                Some(r) => federate(p, &r),
+                Some(r) => federate(p, &r)?,
                 None => p,
             }))
         })?
@@ -133,9 +133,9 @@ fn visit(plan: LogicalPlan) -> Result<(LogicalPlan, Option<Remote>)> {
         .into_iter()
         .map(|(p, r)| match r {
             Some(r) => federate(p, &r),
-            None => p,
+            None => Ok(p),
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     let exprs = plan.expressions();
     Ok((plan.with_new_exprs(exprs, inputs)?, None))
 }
@@ -179,14 +179,15 @@ fn remote_of(scan: &TableScan) -> Option<Remote> {
 }
 
 /// Wrap a subtree as one statement for `remote`.
-fn federate(plan: LogicalPlan, remote: &Remote) -> LogicalPlan {
-    // Reshaping cannot fail in practice (it only rebuilds nodes from their own parts); if
-    // it did, the plan would be sent as it is.
-    let plan = for_sql(plan.clone()).unwrap_or(plan);
+///
+/// # Errors
+/// Reshaping the subtree failed (it only rebuilds nodes from their own parts: a bug).
+fn federate(plan: LogicalPlan, remote: &Remote) -> Result<LogicalPlan> {
+    let plan = for_sql(plan)?;
     let planner = Arc::new(SQLFederationPlanner::new(Arc::clone(&remote.executor)));
-    LogicalPlan::Extension(Extension {
+    Ok(LogicalPlan::Extension(Extension {
         node: Arc::new(FederatedPlanNode::new(plan, planner)),
-    })
+    }))
 }
 
 /// Shape a subtree the way the SQL generator writes correctly: filters folded into the
@@ -258,7 +259,7 @@ fn single_aliases(plan: LogicalPlan) -> Result<LogicalPlan> {
 /// above, then filters (HAVING), then the aggregate; the projection goes between the
 /// sorts and the filters, where the SQL generator expects it.
 fn select_aggregates(plan: LogicalPlan) -> Result<LogicalPlan> {
-    let plan = fix_block(plan)?;
+    let plan = fix_block(plan)?.data;
     plan.transform_down(|node| {
         if matches!(
             node,
@@ -269,32 +270,23 @@ fn select_aggregates(plan: LogicalPlan) -> Result<LogicalPlan> {
         ) {
             return Ok(Transformed::no(node));
         }
-        let inputs = node.inputs().into_iter().cloned();
-        let fixed = inputs.map(fix_block).collect::<Result<Vec<_>>>()?;
-        if fixed.iter().zip(node.inputs()).all(|(f, i)| f == i) {
-            return Ok(Transformed::no(node));
-        }
-        let exprs = node.expressions();
-        Ok(Transformed::yes(node.with_new_exprs(exprs, fixed)?))
+        // Every other node's inputs each begin a query block of their own.
+        node.map_children(fix_block)
     })
     .map(|t| t.data)
 }
 
 /// One query block: through its sorts and limits to a filter chain or aggregate.
-fn fix_block(plan: LogicalPlan) -> Result<LogicalPlan> {
+fn fix_block(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     match plan {
-        LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => {
-            let input = fix_block(plan.inputs()[0].clone())?;
-            plan.with_new_exprs(plan.expressions(), vec![input])
-        }
+        LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => plan.map_children(fix_block),
         _ if ends_in_aggregate(&plan) => {
             let columns = plan.schema().columns().into_iter().map(Expr::Column);
-            Ok(LogicalPlan::Projection(Projection::try_new(
-                columns.collect(),
-                Arc::new(plan),
-            )?))
+            Ok(Transformed::yes(LogicalPlan::Projection(
+                Projection::try_new(columns.collect(), Arc::new(plan))?,
+            )))
         }
-        _ => Ok(plan),
+        _ => Ok(Transformed::no(plan)),
     }
 }
 
