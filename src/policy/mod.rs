@@ -75,9 +75,7 @@ impl Principal {
 pub fn check(policy: &PolicyConfig, schema: &SchemaRef) -> Result<(), String> {
     let sql = placeholders(&policy.filter, |_| Some("NULL".to_owned()))?
         .unwrap_or_else(|| "FALSE".to_owned());
-    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
-    let expr = parse(&sql, &df_schema)?;
-    match expr.get_type(&df_schema).map_err(|e| e.to_string())? {
+    match type_of(&sql, schema)? {
         DataType::Boolean | DataType::Null => Ok(()),
         other => Err(format!(
             "a policy filter must be true or false, not {other}"
@@ -91,9 +89,7 @@ pub fn check(policy: &PolicyConfig, schema: &SchemaRef) -> Result<(), String> {
 /// # Errors
 /// What is wrong, for a config error at the mask's line.
 pub fn check_mask(mask: &str, column: &str, schema: &SchemaRef) -> Result<(), String> {
-    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
-    let expr = parse(mask, &df_schema)?;
-    let from = expr.get_type(&df_schema).map_err(|e| e.to_string())?;
+    let from = type_of(mask, schema)?;
     let to = schema
         .field_with_name(column)
         .map_err(|_| format!("no column \"{column}\" to mask"))?
@@ -105,6 +101,14 @@ pub fn check_mask(mask: &str, column: &str, schema: &SchemaRef) -> Result<(), St
             "a mask of type {from} cannot stand in for a column of type {to}"
         ))
     }
+}
+
+/// The type of a SQL expression over `schema`'s columns.
+fn type_of(sql: &str, schema: &SchemaRef) -> Result<DataType, String> {
+    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
+    parse(sql, &df_schema)?
+        .get_type(&df_schema)
+        .map_err(|e| e.to_string())
 }
 
 /// The rows `principal` may see of a dataset with `policies`: `None` when unrestricted.

@@ -114,6 +114,14 @@ impl SqlServer {
         Ok((permit, client))
     }
 
+    /// Return a connection whose statement ran to its end, for the next query.
+    fn give_back(&self, client: Client) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(client);
+    }
+
     async fn connect(&self) -> Result<Client, SourceError> {
         let tcp = TcpStream::connect(self.config.get_addr())
             .await
@@ -196,10 +204,7 @@ impl Connector for SqlServer {
                 .or_default()
                 .push(Field::new(text(1), ty, text(5) == "YES"));
         }
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(client);
+        self.give_back(client);
         Ok(tables)
     }
 
@@ -216,11 +221,7 @@ impl Connector for SqlServer {
             () = tx.closed() => Ok(false),
         };
         match finished {
-            Ok(true) => self
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(client),
+            Ok(true) => self.give_back(client),
             Ok(false) => {
                 tracing::debug!(source = %self.name, "reader gone; closing the connection cancels the statement");
             }

@@ -125,36 +125,16 @@ async fn load_databases(db: &Databases, schema_sql: &str, tables: &[(&str, Strin
     my.query_drop(schema_sql)
         .await
         .expect("TPC-H schema on MariaDB");
+    my.disconnect().await.ok();
     for (name, text) in tables {
-        use futures::SinkExt;
-        let sink = pg
-            .copy_in(&format!("COPY {name} FROM STDIN (DELIMITER '|')"))
-            .await
-            .expect("start COPY");
-        futures::pin_mut!(sink);
-        sink.send(bytes::Bytes::from(text.clone()))
-            .await
-            .expect("COPY data");
-        sink.finish().await.expect("finish COPY");
-        let lines: Vec<&str> = text.lines().collect();
-        for chunk in lines.chunks(2000) {
-            let values: Vec<String> = chunk
-                .iter()
-                .map(|line| {
-                    let vals: Vec<String> = line
-                        .split('|')
-                        .map(|v| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "''")))
-                        .collect();
-                    format!("({})", vals.join(","))
-                })
-                .collect();
-            my.query_drop(format!("INSERT INTO {name} VALUES {}", values.join(",")))
-                .await
-                .unwrap_or_else(|e| panic!("insert into {name} on MariaDB: {e}"));
-        }
+        let rows: Vec<Vec<Option<String>>> = text
+            .lines()
+            .map(|line| line.split('|').map(|v| Some(v.to_owned())).collect())
+            .collect();
+        db.copy_pg(name, &rows).await;
+        db.insert_my(name, &rows).await;
     }
     pg.batch_execute("ANALYZE").await.expect("analyze");
-    my.disconnect().await.ok();
 }
 
 fn workspace(name: &str, source: &str, tables: &[(&str, String)]) -> String {

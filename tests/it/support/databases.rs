@@ -116,12 +116,28 @@ impl Databases {
     }
 
     async fn load_pg(&self, table: &str, schema: &Schema, rows: &[Vec<Option<String>>]) {
-        let client = self.pg().await;
         let columns = column_list(schema, pg_type);
-        client
+        self.pg()
+            .await
             .batch_execute(&format!("CREATE TABLE {table} ({columns})"))
             .await
             .unwrap_or_else(|e| panic!("create {table} on PostgreSQL: {e}"));
+        self.copy_pg(table, rows).await;
+    }
+
+    async fn load_my(&self, table: &str, schema: &Schema, rows: &[Vec<Option<String>>]) {
+        let columns = column_list(schema, my_type);
+        let mut my = self.my().await;
+        my.query_drop(format!("CREATE TABLE {table} ({columns})"))
+            .await
+            .unwrap_or_else(|e| panic!("create {table} on MariaDB: {e}"));
+        my.disconnect().await.ok();
+        self.insert_my(table, rows).await;
+    }
+
+    /// Copy text rows (`None` = NULL) into an existing PostgreSQL table.
+    pub(crate) async fn copy_pg(&self, table: &str, rows: &[Vec<Option<String>>]) {
+        let client = self.pg().await;
         let sink = client
             .copy_in(&format!("COPY {table} FROM STDIN"))
             .await
@@ -142,12 +158,9 @@ impl Databases {
         sink.finish().await.expect("finish COPY");
     }
 
-    async fn load_my(&self, table: &str, schema: &Schema, rows: &[Vec<Option<String>>]) {
+    /// Insert text rows (`None` = NULL) into an existing MariaDB table.
+    pub(crate) async fn insert_my(&self, table: &str, rows: &[Vec<Option<String>>]) {
         let mut my = self.my().await;
-        let columns = column_list(schema, my_type);
-        my.query_drop(format!("CREATE TABLE {table} ({columns})"))
-            .await
-            .unwrap_or_else(|e| panic!("create {table} on MariaDB: {e}"));
         for chunk in rows.chunks(2000) {
             let values: Vec<String> = chunk
                 .iter()
