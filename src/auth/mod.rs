@@ -1,16 +1,18 @@
-//! Who is connecting: password verification against SCRAM verifiers, and the resulting
-//! [`Identity`].
+//! Who is connecting: password verification against SCRAM verifiers or a signed token,
+//! and the resulting [`Identity`].
 //!
-//! Owns the user directory and the membership check. Does not own the protocol exchange
+//! Owns the user directory, the choice of login method and the membership check. Does not own the protocol exchange
 //! (that is `wire::startup`) nor what an identity may see (that is the session catalog).
 //! Invariant: no plaintext password is ever stored or logged.
 
 pub mod scram;
+pub mod token;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use crate::config::Config;
+use crate::config::{Attribute, Config, Role};
 use scram::Verifier;
+use token::{Claims, TokenError, TokenVerifier};
 
 /// Compare secrets without an early exit, so timing does not reveal how much matched.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -24,6 +26,19 @@ pub struct Identity {
     pub user: String,
     /// The workspace (database) connected to.
     pub workspace: String,
+    /// The claims of the token the user logged in with, as attributes; `None` for a
+    /// password login.
+    pub claims: Option<BTreeMap<String, Attribute>>,
+}
+
+/// How a login name proves who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// SCRAM-SHA-256 against a configured `[[user]]` (or a decoy, for unknown names).
+    Scram,
+    /// A signed token sent as a cleartext password: names that are not `[[user]]`s, when
+    /// `[token]` is configured.
+    Token,
 }
 
 /// Why a login was refused. The client sees the PostgreSQL wording for the SQLSTATE;
@@ -39,6 +54,14 @@ pub enum AuthError {
     /// Unknown user or wrong password: the client cannot tell which.
     #[error("password authentication failed for user \"{0}\"")]
     BadPassword(String),
+    /// A token was refused; the reason is logged, the client sees `BadPassword`'s wording.
+    #[error("password authentication failed for user \"{user}\"")]
+    BadToken {
+        /// Login name.
+        user: String,
+        /// Why (for the log).
+        reason: TokenError,
+    },
     /// Valid user, but not a member of the workspace.
     #[error("user \"{user}\" is not a member of workspace \"{workspace}\"")]
     NotMember {
@@ -54,6 +77,9 @@ pub enum AuthError {
 pub struct Directory {
     users: HashMap<String, Verifier>,
     members: HashMap<String, Vec<String>>,
+    /// Per workspace, the role of token users who are not listed members.
+    token_roles: HashMap<String, Role>,
+    tokens: Option<TokenVerifier>,
     /// A verifier for unknown users, so a probe cannot tell unknown from wrong password.
     decoy: Option<Verifier>,
 }
@@ -72,6 +98,12 @@ impl Directory {
                 .iter()
                 .map(|w| (w.name.clone(), w.members.clone()))
                 .collect(),
+            token_roles: config
+                .workspaces
+                .iter()
+                .filter_map(|w| Some((w.name.clone(), w.token_role?)))
+                .collect(),
+            tokens: config.token.as_ref().map(TokenVerifier::new),
             decoy: Some(Verifier::generate("", scram::DEFAULT_ITERATIONS)),
         }
     }
@@ -88,6 +120,33 @@ impl Directory {
         }
     }
 
+    /// How `user` logs in: configured users by SCRAM; any other name by token when tokens
+    /// are configured, else by SCRAM against a decoy (which always fails).
+    pub fn method(&self, user: &str) -> Method {
+        if self.tokens.is_some() && !self.users.contains_key(user) {
+            Method::Token
+        } else {
+            Method::Scram
+        }
+    }
+
+    /// Check a token presented as the password of `user`.
+    ///
+    /// # Errors
+    /// [`AuthError::BadToken`] with the reason.
+    pub fn verify_token(&self, user: &str, token: &str) -> Result<Claims, AuthError> {
+        let verifier = self.tokens.as_ref().ok_or_else(|| AuthError::BadToken {
+            user: user.to_owned(),
+            reason: TokenError::NoKey("no [token] section".into()),
+        })?;
+        verifier
+            .verify(token, user)
+            .map_err(|reason| AuthError::BadToken {
+                user: user.to_owned(),
+                reason,
+            })
+    }
+
     /// The verifier to run SCRAM against. Unknown users get a decoy verifier whose
     /// exchange always fails, so timing and messages do not reveal which users exist.
     pub fn verifier(&self, user: &str) -> (Verifier, bool) {
@@ -102,19 +161,28 @@ impl Directory {
         }
     }
 
-    /// After a successful password exchange: may this user use this workspace?
+    /// After a successful password exchange or token check: may this user use this
+    /// workspace? Token users who are not listed members are admitted where the workspace
+    /// gives them a `token_role`.
     ///
     /// # Errors
     /// [`AuthError::NotMember`].
-    pub fn admit(&self, user: &str, workspace: &str) -> Result<Identity, AuthError> {
+    pub fn admit(
+        &self,
+        user: &str,
+        workspace: &str,
+        claims: Option<Claims>,
+    ) -> Result<Identity, AuthError> {
         let is_member = self
             .members
             .get(workspace)
-            .is_some_and(|m| m.iter().any(|u| u == user));
+            .is_some_and(|m| m.iter().any(|u| u == user))
+            || (claims.is_some() && self.token_roles.contains_key(workspace));
         if is_member {
             Ok(Identity {
                 user: user.to_owned(),
                 workspace: workspace.to_owned(),
+                claims: claims.map(|c| c.attributes),
             })
         } else {
             Err(AuthError::NotMember {

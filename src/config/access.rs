@@ -34,6 +34,8 @@ pub struct WorkspaceConfig {
     pub roles: BTreeMap<String, Role>,
     /// Datasets each listed member is narrowed to.
     pub grants: BTreeMap<String, Vec<String>>,
+    /// The role of token users who are not listed members; `None` refuses them.
+    pub token_role: Option<Role>,
 }
 
 impl WorkspaceConfig {
@@ -148,6 +150,7 @@ impl Resolver<'_> {
         ws: Vec<file::WorkspaceSection>,
         users: &[UserConfig],
         datasets: &[(String, String)],
+        tokens: bool,
     ) -> Vec<WorkspaceConfig> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -159,12 +162,17 @@ impl Resolver<'_> {
                     format!("duplicate workspace \"{}\"", w.name.get_ref()),
                 );
             }
+            // Without [token], a member must be a [[user]]; with it, a member who is not
+            // one logs in with a token.
             for (j, m) in w.members.iter().enumerate() {
-                if !users.iter().any(|u| &u.name == m.get_ref()) {
+                if !tokens && !users.iter().any(|u| &u.name == m.get_ref()) {
                     self.error(
                         m,
                         format!("workspace[{i}].members[{j}]"),
-                        format!("no [[user]] named \"{}\"", m.get_ref()),
+                        format!(
+                            "no [[user]] named \"{}\" (and no [token] section for token logins)",
+                            m.get_ref()
+                        ),
                     );
                 }
             }
@@ -174,12 +182,20 @@ impl Resolver<'_> {
                 .map(|(_, d)| d.as_str())
                 .collect();
             let (roles, grants) = self.roles(&w, i, &own);
+            let token_role = w.token_role.as_ref().and_then(|r| {
+                let field = format!("workspace[{i}].token_role");
+                if !tokens {
+                    self.error(r, &field, "token logins need a [token] section");
+                }
+                self.role_list(std::slice::from_ref(r), &field).pop()
+            });
             out.push(WorkspaceConfig {
                 name: w.name.into_inner(),
                 description: w.description,
                 members: w.members.into_iter().map(Spanned::into_inner).collect(),
                 roles,
                 grants,
+                token_role,
             });
         }
         out
@@ -318,10 +334,44 @@ impl Resolver<'_> {
 /// A TOML scalar as a SQL literal.
 fn literal(v: &toml::Value) -> Option<String> {
     Some(match v {
-        toml::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
+        toml::Value::String(s) => text_literal(s),
         toml::Value::Integer(i) => i.to_string(),
         toml::Value::Float(f) if f.is_finite() => f.to_string(),
-        toml::Value::Boolean(b) => if *b { "TRUE" } else { "FALSE" }.to_owned(),
+        toml::Value::Boolean(b) => bool_literal(*b),
         _ => return None,
     })
+}
+
+impl Attribute {
+    /// A signed token's claim as an attribute, so a token user's policies read their
+    /// claims exactly as a configured user's read their attributes. Objects and nested
+    /// lists have no SQL literal: `None`.
+    pub fn from_json(v: &serde_json::Value) -> Option<Attribute> {
+        match v {
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(json_literal)
+                .collect::<Option<Vec<_>>>()
+                .map(Attribute::Many),
+            single => json_literal(single).map(Attribute::One),
+        }
+    }
+}
+
+/// A JSON scalar as a SQL literal.
+fn json_literal(v: &serde_json::Value) -> Option<String> {
+    Some(match v {
+        serde_json::Value::String(s) => text_literal(s),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Bool(b) => bool_literal(*b),
+        _ => return None,
+    })
+}
+
+fn text_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn bool_literal(b: bool) -> String {
+    if b { "TRUE" } else { "FALSE" }.to_owned()
 }

@@ -27,6 +27,26 @@ pub struct File {
     /// `[[user]]`: who may log in.
     #[serde(default, rename = "user")]
     pub users: Vec<UserSection>,
+    /// `[token]`: signed tokens (JWT) accepted as passwords.
+    pub token: Option<Spanned<TokenSection>>,
+}
+
+/// `[token]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSection {
+    /// HS256 shared secret; `${VAR}` reads it from the environment.
+    pub secret: Option<Spanned<String>>,
+    /// JWKS file (relative to the config file) with the RS256 and ES256 public keys.
+    pub jwks_file: Option<Spanned<String>>,
+    /// The `iss` every token must carry.
+    pub issuer: Option<Spanned<String>>,
+    /// An `aud` every token must carry.
+    pub audience: Option<Spanned<String>>,
+    /// The claim that holds the login name. Default: `sub`.
+    pub user_claim: Option<Spanned<String>>,
+    /// Clock skew allowed when checking `exp` and `nbf`. Default: `30s`.
+    pub leeway: Option<Spanned<String>>,
 }
 
 /// `[server]`.
@@ -133,6 +153,9 @@ pub struct WorkspaceSection {
     /// The datasets a member may use, narrowing their role (a viewer sees only these).
     #[serde(default)]
     pub grants: BTreeMap<String, Spanned<Vec<String>>>,
+    /// The role of users who log in with a valid token but are not in `members`.
+    /// Default: such users are refused.
+    pub token_role: Option<Spanned<String>>,
 }
 
 /// `[[dataset]]`.

@@ -10,6 +10,7 @@ pub mod file;
 mod model;
 mod server;
 mod source;
+mod token;
 
 pub use access::{Attribute, PolicyConfig, Role, UserConfig, WorkspaceConfig};
 pub use model::{
@@ -18,6 +19,7 @@ pub use model::{
 };
 pub use server::{parse_duration, AuditTarget, ServerConfig, TlsConfig};
 pub use source::{Engine, SourceKind, SourceTls, SqlSourceConfig};
+pub use token::TokenConfig;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,8 @@ pub struct Config {
     pub datasets: Vec<DatasetConfig>,
     /// Users who may log in.
     pub users: Vec<UserConfig>,
+    /// Signed tokens accepted as passwords, when configured.
+    pub token: Option<TokenConfig>,
 }
 
 /// A source, resolved.
@@ -248,6 +252,7 @@ impl Resolver<'_> {
     fn resolve(&mut self, file: file::File) -> Config {
         let server = self.server(&file.server);
         let users = self.users(file.users);
+        let token = file.token.as_ref().map(|t| self.token(t));
         let sources = self.sources(file.sources);
         let dataset_names: Vec<(String, String)> = file
             .datasets
@@ -259,7 +264,7 @@ impl Resolver<'_> {
                 )
             })
             .collect();
-        let workspaces = self.workspaces(file.workspaces, &users, &dataset_names);
+        let workspaces = self.workspaces(file.workspaces, &users, &dataset_names, token.is_some());
         let datasets = self.datasets(file.datasets, &workspaces, &sources);
         Config {
             server,
@@ -267,6 +272,7 @@ impl Resolver<'_> {
             workspaces,
             datasets,
             users,
+            token,
         }
     }
 
@@ -440,7 +446,7 @@ pool_timeout = "soon"
                 "bad.toml:17: source[1].host: is required for a database source",
                 "bad.toml:21: source[1].password: environment variable BIPROXY_TEST_SURELY_UNSET is not set (it is named as ${BIPROXY_TEST_SURELY_UNSET})",
                 "bad.toml:22: source[1].pool_timeout: \"soon\" is not a duration such as 0, 250ms, 30s, 5min or 2h",
-                "bad.toml:8: workspace[0].members[0]: no [[user]] named \"nobody\"",
+                "bad.toml:8: workspace[0].members[0]: no [[user]] named \"nobody\" (and no [token] section for token logins)",
                 "bad.toml:13: dataset[0].source: no [[source]] named \"missing\"",
             ]
         );

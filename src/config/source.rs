@@ -259,7 +259,7 @@ impl Resolver<'_> {
 
     /// A string field that may be `${VAR}`. A required field that is absent is an error at
     /// the source's name.
-    fn secret<T>(
+    pub(super) fn secret<T>(
         &mut self,
         v: &Option<Spanned<String>>,
         field: &str,

@@ -1,5 +1,6 @@
 //! Startup: protocol negotiation, TLS policy, the SCRAM-SHA-256 exchange against stored
-//! verifiers, workspace membership, and the session that results.
+//! verifiers or a signed token sent as the password, workspace membership, and the
+//! session that results.
 //!
 //! Failures are FATAL and close the connection, like PostgreSQL's. The client learns the
 //! PostgreSQL wording for its SQLSTATE; the log learns the reason (unknown user, wrong
@@ -23,7 +24,8 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use super::Connection;
 use crate::auth::scram::{Exchange, DEFAULT_ITERATIONS, MECHANISM};
-use crate::auth::AuthError;
+use crate::auth::token::Claims;
+use crate::auth::{AuthError, Identity, Method};
 use crate::error::SqlState;
 use crate::session::settings::SERVER_VERSION;
 use crate::session::Session;
@@ -52,6 +54,13 @@ pub enum AuthState {
         /// Whether the user exists (unknown users always fail, after the same work).
         known: bool,
     },
+    /// AuthenticationCleartextPassword sent; waiting for the token.
+    AwaitingToken {
+        /// Login name.
+        user: String,
+        /// Workspace asked for.
+        workspace: String,
+    },
     /// Authenticated.
     Done,
 }
@@ -68,7 +77,7 @@ fn auth_failure(err: &AuthError) -> PgWireError {
     let state = match err {
         AuthError::NoUser | AuthError::NotMember { .. } => SqlState::INVALID_AUTHORIZATION,
         AuthError::UnknownWorkspace(_) => SqlState::INVALID_CATALOG_NAME,
-        AuthError::BadPassword(_) => SqlState::INVALID_PASSWORD,
+        AuthError::BadPassword(_) | AuthError::BadToken { .. } => SqlState::INVALID_PASSWORD,
     };
     fatal(state, err.to_string())
 }
@@ -130,12 +139,27 @@ impl Connection {
             tracing::info!(%user, %workspace, peer = %client.socket_addr(), "login refused: unknown workspace");
             return Err(auth_failure(&e));
         }
-        *self.auth_state() = AuthState::Started { user, workspace };
+        let request = match self.shared.directory.method(&user) {
+            Method::Scram => {
+                *self.auth_state() = AuthState::Started { user, workspace };
+                Authentication::SASL(vec![MECHANISM.to_owned()])
+            }
+            Method::Token => {
+                // A token is a bearer secret: where TLS is offered, it must be used.
+                if self.shared.server.tls.is_some() && !client.is_secure() {
+                    tracing::info!(%user, peer = %client.socket_addr(), "login refused: token without TLS");
+                    return Err(fatal(
+                        SqlState::INVALID_AUTHORIZATION,
+                        "token logins need TLS: connect with sslmode=require".into(),
+                    ));
+                }
+                *self.auth_state() = AuthState::AwaitingToken { user, workspace };
+                Authentication::CleartextPassword
+            }
+        };
         client.set_state(PgWireConnectionState::AuthenticationInProgress);
         client
-            .send(PgWireBackendMessage::Authentication(Authentication::SASL(
-                vec![MECHANISM.to_owned()],
-            )))
+            .send(PgWireBackendMessage::Authentication(request))
             .await?;
         Ok(())
     }
@@ -193,23 +217,28 @@ impl Connection {
                         tracing::info!(%user, %cause, peer = %client.socket_addr(), "login refused: bad password");
                         auth_failure(&AuthError::BadPassword(user.clone()))
                     })?;
-                let identity = self
-                    .shared
-                    .directory
-                    .admit(&user, &workspace)
-                    .map_err(|e| {
-                        tracing::info!(%user, %workspace, "login refused: not a member");
-                        auth_failure(&e)
-                    })?;
+                let identity = self.admit(&user, &workspace, None)?;
                 client
                     .feed(PgWireBackendMessage::Authentication(
                         Authentication::SASLFinal(server_final.into_bytes().into()),
                     ))
                     .await?;
-                self.open_session(client, identity)?;
-                finish_authentication(client, &self.parameters()).await?;
-                *self.auth_state() = AuthState::Done;
-                Ok(())
+                self.complete(client, identity).await
+            }
+            AuthState::AwaitingToken { user, workspace } => {
+                let token = msg.into_password()?.password;
+                let claims = self
+                    .shared
+                    .directory
+                    .verify_token(&user, &token)
+                    .map_err(|e| {
+                        if let AuthError::BadToken { reason, .. } = &e {
+                            tracing::info!(%user, %reason, peer = %client.socket_addr(), "login refused: bad token");
+                        }
+                        auth_failure(&e)
+                    })?;
+                let identity = self.admit(&user, &workspace, Some(claims))?;
+                self.complete(client, identity).await
             }
             AuthState::Initial | AuthState::Done => Err(fatal(
                 SqlState::PROTOCOL_VIOLATION,
@@ -218,11 +247,30 @@ impl Connection {
         }
     }
 
-    fn open_session<C: ClientInfo>(
-        &self,
-        client: &mut C,
-        identity: crate::auth::Identity,
-    ) -> PgWireResult<()> {
+    fn admit(&self, user: &str, workspace: &str, claims: Option<Claims>) -> PgWireResult<Identity> {
+        self.shared
+            .directory
+            .admit(user, workspace, claims)
+            .map_err(|e| {
+                tracing::info!(%user, %workspace, "login refused: not a member");
+                auth_failure(&e)
+            })
+    }
+
+    /// The login succeeded: open the session and tell the client it may send queries.
+    async fn complete<C>(&self, client: &mut C, identity: Identity) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.open_session(client, identity)?;
+        finish_authentication(client, &self.parameters()).await?;
+        *self.auth_state() = AuthState::Done;
+        Ok(())
+    }
+
+    fn open_session<C: ClientInfo>(&self, client: &mut C, identity: Identity) -> PgWireResult<()> {
         let workspace = self
             .shared
             .model
@@ -230,7 +278,7 @@ impl Connection {
             .ok_or_else(|| {
                 auth_failure(&AuthError::UnknownWorkspace(identity.workspace.clone()))
             })?;
-        tracing::info!(user = %identity.user, workspace = %identity.workspace, peer = %client.socket_addr(), tls = client.is_secure(), "session started");
+        tracing::info!(user = %identity.user, workspace = %identity.workspace, peer = %client.socket_addr(), tls = client.is_secure(), token = identity.claims.is_some(), "session started");
         let session = Arc::new(Session::new(
             identity,
             workspace,

@@ -45,7 +45,7 @@ fn check_reports_every_error_with_file_line_and_field() {
         vec![
             format!("{name}:2: server.listen: \"nowhere\" is not an ADDRESS:PORT such as 127.0.0.1:15432"),
             format!("{name}:10: user[0].password: malformed SCRAM verifier: must start with SCRAM-SHA-256$; make one with `biproxy hash-password`"),
-            format!("{name}:6: workspace[0].members[0]: no [[user]] named \"ghost\""),
+            format!("{name}:6: workspace[0].members[0]: no [[user]] named \"ghost\" (and no [token] section for token logins)"),
             format!("{name}: 3 error(s)"),
         ]
     );

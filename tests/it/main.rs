@@ -9,7 +9,8 @@
 //! every source (golden `tests/slt/sources/model.slt`) in `pushdown`; CSV and partitioned
 //! lakes in `lake`; the TPC-H differential suite (`tests/tpch/`) in `tpch`; SQL Server's
 //! generated SQL (golden `tests/tpch/sqlserver/`) in `sqlserver`; row policies, roles and
-//! grants (adversarial queries against hand-filtered raw data) in `security`.
+//! grants (adversarial queries against hand-filtered raw data) in `security`; signed-token
+//! logins in `tokens`.
 //! Golden SQL files go in `tests/slt/*.slt` (run by `slt`; `BIPROXY_SLT_COMPLETE=1`
 //! rewrites their expected output for review).
 
@@ -27,5 +28,6 @@ mod sources;
 mod sqlserver;
 mod support;
 mod tls;
+mod tokens;
 mod tpch;
 mod wire;
