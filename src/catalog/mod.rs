@@ -4,7 +4,8 @@
 //!
 //! A workspace's catalog is built once, as a template DataFusion state holding only its
 //! datasets; each session starts from a cheap clone of it and adds the functions that
-//! depend on who is connected. Invariant: the template never holds a source's raw tables.
+//! depend on who is connected. Invariant: the template never holds a source's raw tables;
+//! only a developer's or admin's session adds them, one schema per source.
 
 use std::sync::{Arc, Mutex};
 
@@ -26,6 +27,7 @@ use crate::session::settings::{Settings, SERVER_VERSION};
 
 pub mod datasets;
 pub mod description;
+pub mod visible;
 
 /// The schema that holds a workspace's datasets.
 pub const DATASET_SCHEMA: &str = "public";
@@ -96,16 +98,18 @@ pub fn text_batch<S: AsRef<str>>(columns: &[S], rows: &[Vec<String>]) -> DfResul
 }
 
 /// A session's context: the workspace template with the session's own `public` schema
-/// (the datasets this user may see, under their row policies), plus functions that answer
-/// for this user and these settings.
+/// (the datasets this user may see, under their row policies) and, for developers, a
+/// schema of raw tables per source, plus functions that answer for this user and these
+/// settings.
 pub fn session_context(
     template: &SessionState,
     user: &str,
     settings: Arc<Mutex<Settings>>,
     public: &Arc<dyn SchemaProvider>,
+    raw: &[(String, Arc<dyn SchemaProvider>)],
 ) -> SessionContext {
     let state = SessionStateBuilder::new_from_existing(template.clone())
-        .with_catalog_list(session_catalogs(template, public))
+        .with_catalog_list(session_catalogs(template, public, raw))
         .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.register_udf(constant_text_udf("session_user", user));
@@ -114,10 +118,12 @@ pub fn session_context(
 }
 
 /// The template's catalogs with the workspace's `public` schema replaced by the session's
-/// own (the others are shared).
+/// own, and `pg_catalog` and the model schema showing only what it holds (the others are
+/// shared).
 fn session_catalogs(
     template: &SessionState,
     public: &Arc<dyn SchemaProvider>,
+    raw: &[(String, Arc<dyn SchemaProvider>)],
 ) -> Arc<dyn CatalogProviderList> {
     let shared = template.catalog_list();
     let list = MemoryCatalogProviderList::new();
@@ -131,15 +137,34 @@ fn session_catalogs(
             continue;
         }
         let own = MemoryCatalogProvider::new();
+        let shared_public = catalog.schema(DATASET_SCHEMA);
         for schema in catalog.schema_names() {
-            let provider = if schema == DATASET_SCHEMA {
-                Some(Arc::clone(public))
-            } else {
-                catalog.schema(&schema)
+            let kind = match schema.as_str() {
+                "pg_catalog" => Some(visible::Kind::PgCatalog),
+                MODEL_SCHEMA => Some(visible::Kind::Model),
+                _ => None,
+            };
+            let provider = match (schema.as_str(), kind, &shared_public) {
+                (DATASET_SCHEMA, _, _) => Some(Arc::clone(public)),
+                (_, Some(kind), Some(shared)) => catalog.schema(&schema).map(|inner| {
+                    Arc::new(visible::Visible::new(
+                        kind,
+                        inner,
+                        Arc::clone(shared),
+                        Arc::clone(public),
+                    )) as Arc<dyn SchemaProvider>
+                }),
+                _ => catalog.schema(&schema),
             };
             if let Some(provider) = provider {
                 // A memory catalog accepts every schema.
                 let _ = own.register_schema(&schema, provider);
+            }
+        }
+        for (source, tables) in raw {
+            // A source named like a catalog schema stays hidden rather than shadow it.
+            if own.schema(source).is_none() {
+                let _ = own.register_schema(source, Arc::clone(tables));
             }
         }
         list.register_catalog(name, Arc::new(own));

@@ -213,6 +213,11 @@ pub struct SessionDatasets {
 }
 
 impl SessionDatasets {
+    /// Whom this view is for.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
     /// `principal`'s view of `shared`, whose datasets have `access` rules (by name).
     pub fn new(
         shared: Arc<DatasetSchema>,

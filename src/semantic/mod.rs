@@ -20,6 +20,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
+use crate::auth::Identity;
 use crate::catalog::datasets::{DatasetSchema, Unavailable};
 use crate::config::{
     ColumnDoc, Config, ConfigError, DatasetConfig, DatasetQuery, DimensionConfig, FieldConfig,
@@ -112,21 +113,49 @@ pub struct Workspace {
     pub public: Arc<DatasetSchema>,
     /// Members, with role, attributes and grants.
     pub members: HashMap<String, Principal>,
+    /// The role of token users who are not members.
+    pub token_role: Option<Role>,
+    /// The raw tables of each source the workspace's datasets read, one schema per source
+    /// named after it, for developers and admins.
+    pub raw: Vec<(String, Arc<dyn datafusion::catalog::SchemaProvider>)>,
     /// Row policies and column rules by dataset name (including datasets whose source is
     /// down).
     pub access: Arc<HashMap<String, DatasetAccess>>,
 }
 
 impl Workspace {
-    /// The `public` schema a session of `user` sees: the datasets they may use, under
-    /// their row policies. A user who is not a member sees none.
-    pub fn datasets_for(&self, user: &str) -> Arc<SessionDatasets> {
-        let principal = self.members.get(user).cloned().unwrap_or(Principal {
+    /// The raw-table schemas a member with `role` may query: all of them for developers
+    /// and admins, none for anyone else.
+    pub fn raw_schemas_for(
+        &self,
+        role: Role,
+    ) -> &[(String, Arc<dyn datafusion::catalog::SchemaProvider>)] {
+        match role {
+            Role::Admin | Role::Developer => &self.raw,
+            Role::Analyst | Role::Viewer => &[],
+        }
+    }
+
+    /// The `public` schema a session of `identity` sees: the datasets they may use, under
+    /// their row policies. A token's claims replace the configured attributes of the same
+    /// name; a token user who is not a member has the workspace's `token_role`; anyone
+    /// else who is not a member sees nothing.
+    pub fn datasets_for(&self, identity: &Identity) -> Arc<SessionDatasets> {
+        let user = identity.user.as_str();
+        let stranger = |role: Option<Role>| Principal {
             user: user.to_owned(),
-            role: Role::Viewer,
+            role: role.unwrap_or(Role::Viewer),
             attributes: Default::default(),
-            grants: Some(Default::default()),
-        });
+            grants: role.is_none().then(Default::default),
+        };
+        let mut principal = match (self.members.get(user), &identity.claims) {
+            (Some(member), _) => member.clone(),
+            (None, Some(_)) => stranger(self.token_role),
+            (None, None) => stranger(None),
+        };
+        if let Some(claims) = &identity.claims {
+            principal.attributes.extend(claims.clone());
+        }
         Arc::new(SessionDatasets::new(
             Arc::clone(&self.public),
             principal,
@@ -180,6 +209,32 @@ impl Model {
 /// The sources a dataset reads: its own and those of its joins.
 fn sources_of(d: &DatasetConfig) -> impl Iterator<Item = &String> {
     std::iter::once(&d.source).chain(d.joins.iter().filter_map(|j| j.source.as_ref()))
+}
+
+/// The schemas of raw tables a developer of `ws` may query: one per source its datasets
+/// read (sources down at start-up are left out until a restart).
+fn raw_schemas(
+    config: &Config,
+    ws: &WorkspaceConfig,
+    sources: &HashMap<String, Source>,
+) -> Vec<(String, Arc<dyn datafusion::catalog::SchemaProvider>)> {
+    let names: std::collections::BTreeSet<&String> = config
+        .datasets
+        .iter()
+        .filter(|d| d.workspace == ws.name)
+        .flat_map(sources_of)
+        .collect();
+    names
+        .into_iter()
+        .filter_map(|n| {
+            let schema = sources
+                .get(n)?
+                .context()
+                .catalog("source")?
+                .schema("public")?;
+            Some((n.clone(), schema))
+        })
+        .collect()
 }
 
 /// Why the model could not be built.
@@ -240,6 +295,8 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
         schemas.insert(ws.name.clone(), Arc::clone(&public));
         let mut workspace = workspace(&ws.name, &ws.description, datasets, public).await?;
         workspace.members = members(config, ws);
+        workspace.token_role = ws.token_role;
+        workspace.raw = raw_schemas(config, ws, &sources);
         workspace.access = Arc::new(
             config
                 .datasets
@@ -416,6 +473,8 @@ async fn workspace(
         state,
         public: Arc::clone(&public),
         members: HashMap::new(),
+        token_role: None,
+        raw: Vec::new(),
         access: Arc::default(),
     })
 }

@@ -74,13 +74,15 @@ impl Session {
         startup: impl IntoIterator<Item = (&'a String, &'a String)>,
     ) -> Session {
         let settings = Arc::new(Mutex::new(Settings::new(default_timeout, startup)));
-        let public: Arc<dyn datafusion::catalog::SchemaProvider> =
-            workspace.datasets_for(&identity.user);
+        let datasets = workspace.datasets_for(&identity);
+        let raw = workspace.raw_schemas_for(datasets.principal().role);
+        let public: Arc<dyn datafusion::catalog::SchemaProvider> = datasets;
         let ctx = crate::catalog::session_context(
             &workspace.state,
             &identity.user,
             Arc::clone(&settings),
             &public,
+            raw,
         );
         Session {
             identity,
@@ -125,7 +127,7 @@ impl Session {
         params: ParamValues,
     ) -> Result<Outcome, Error> {
         match &prepared.command {
-            Command::Query(_) => self.run_query(prepared, params).await,
+            Command::Query(_) | Command::CopyOut { .. } => self.run_query(prepared, params).await,
             Command::Set { name, value } => {
                 self.settings().set(name, value)?;
                 Ok(Outcome::Done("SET".into()))

@@ -129,7 +129,8 @@ async fn unknown_or_malformed_measures_are_errors() {
 #[tokio::test]
 async fn the_biproxy_schema_describes_the_model() {
     let server = TestServer::start().await;
-    let client = server.connect("dave").await;
+    // An analyst sees the whole model (dave, a viewer, would not see `cost`'s measure).
+    let client = server.connect("alice").await;
     let measures = rows(
         &client,
         "SELECT measure, aggregation, column_name, label FROM biproxy.measures \
