@@ -1,6 +1,7 @@
 //! Sort each client statement into what biproxy does with it, before any engine sees it.
 //!
-//! Invariant: only [`Command::Query`] reaches DataFusion. Session commands are answered
+//! Invariant: only [`Command::Query`] (and the query of [`Command::CopyOut`]) reaches
+//! DataFusion. Session commands are answered
 //! locally; writes and DDL are refused with 25006; anything else is refused with 0A000.
 //! Raw client SQL is never handed to `SessionContext::sql`.
 
@@ -34,6 +35,13 @@ pub enum Command {
     Deallocate(Option<String>),
     /// Anything that would change data or schema.
     Write(String),
+    /// `COPY <table or query> TO STDOUT`: the query, run as a query, written as COPY data.
+    CopyOut {
+        /// The `SELECT` that gives the rows.
+        query: Box<Statement>,
+        /// How to write them.
+        format: super::copy::CopyFormat,
+    },
 }
 
 /// The transaction statements a client may send; all succeed without effect.
@@ -112,6 +120,21 @@ pub fn classify(stmt: Statement) -> Result<Command, Error> {
             }
         }
         Statement::Copy { to: false, .. } => Command::Write("COPY FROM".into()),
+        Statement::Copy {
+            source,
+            to: true,
+            target,
+            options,
+            legacy_options,
+            ..
+        } => {
+            let (query, format) =
+                super::copy::copy_out(source, &target, &options, &legacy_options)?;
+            Command::CopyOut {
+                query: Box::new(query),
+                format,
+            }
+        }
         other if is_write(&other) => Command::Write(command_tag(&other)),
         other => {
             return Err(Error::NotSupported(format!(

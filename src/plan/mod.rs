@@ -6,6 +6,7 @@
 //! disabled. Does not run anything: that is the session's job.
 
 pub mod classify;
+pub mod copy;
 pub mod names;
 pub mod pushdown;
 
@@ -16,7 +17,12 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::Statement;
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{visit_relations, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::{Parser as SqlParser, ParserError};
+use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::error::Error;
@@ -24,9 +30,21 @@ pub use classify::{Command, TransactionCommand};
 
 /// Parses client SQL with the rewrites that let DataFusion answer what PostgreSQL clients
 /// send (`::regclass`, `OPERATOR(pg_catalog.~)`, `COLLATE`, ...). Built once per server.
-#[derive(Debug, Default)]
+///
+/// The compatibility parser also replaces a correlated scalar subquery in a SELECT list
+/// by NULL (and stamps `LIMIT 1` on the others): harmless in the catalog queries drivers
+/// send, a silently wrong answer in a user's query. So SQL that reads no catalog gets
+/// every rewrite but that one.
+#[derive(Debug)]
 pub struct Parser {
     inner: PostgresCompatibilityParser,
+    rules: Vec<Box<dyn SqlStatementRewriteRule>>,
+}
+
+impl Default for Parser {
+    fn default() -> Parser {
+        Parser::new()
+    }
 }
 
 impl Parser {
@@ -34,6 +52,19 @@ impl Parser {
     pub fn new() -> Parser {
         Parser {
             inner: PostgresCompatibilityParser::new(),
+            rules: vec![
+                Box::new(rules::AliasDuplicatedProjectionRewrite),
+                Box::new(rules::ResolveUnqualifiedIdentifier),
+                Box::new(rules::RewriteArrayAnyAllOperation),
+                Box::new(rules::PrependUnqualifiedPgTableName),
+                Box::new(rules::StripCallableQualifier),
+                Box::new(rules::FixArrayLiteral),
+                Box::new(rules::CurrentUserVariableToSessionUserFunctionCall),
+                Box::new(rules::StripCollate),
+                Box::new(rules::RewritePgCatalogOperator),
+                Box::new(rules::RewriteRegCastToSubquery::new()),
+                Box::new(rules::FixVersionColumnName),
+            ],
         }
     }
 
@@ -43,15 +74,46 @@ impl Parser {
     /// [`Error::Syntax`] with the parser's message.
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, Error> {
         let sql = without_client_quirks(sql);
-        self.inner.parse(&sql).map_err(|e| {
-            let text = e.to_string();
-            let text = text
-                .strip_prefix("sql parser error: ")
-                .unwrap_or(&text)
-                .to_owned();
-            Error::Syntax(format!("syntax error: {text}"))
-        })
+        let plain = SqlParser::parse_sql(&PostgreSqlDialect {}, &sql).map_err(|e| syntax(&e))?;
+        if plain.iter().any(reads_catalog) {
+            return self.inner.parse(&sql).map_err(|e| syntax(&e));
+        }
+        Ok(plain
+            .into_iter()
+            .map(|stmt| self.rules.iter().fold(stmt, |s, rule| rule.rewrite(s)))
+            .collect())
     }
+}
+
+fn syntax(e: &ParserError) -> Error {
+    let text = e.to_string();
+    let text = text
+        .strip_prefix("sql parser error: ")
+        .unwrap_or(&text)
+        .to_owned();
+    Error::Syntax(format!("syntax error: {text}"))
+}
+
+/// Whether a statement names a table of `pg_catalog` or `information_schema` (qualified,
+/// or unqualified `pg_*` as drivers write them).
+fn reads_catalog(stmt: &Statement) -> bool {
+    let found = visit_relations(stmt, |name| {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
+            .collect();
+        let catalog = parts
+            .iter()
+            .any(|p| p == "pg_catalog" || p == "information_schema")
+            || parts.last().is_some_and(|t| t.starts_with("pg_"));
+        if catalog {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    found.is_break()
 }
 
 /// Fragments of catalog queries that well-known clients send and the engine cannot plan,
@@ -118,10 +180,10 @@ pub async fn prepare(
 ) -> Result<Prepared, Error> {
     let sql = stmt.to_string();
     let mut command = classify::classify(stmt)?;
-    if let Command::Query(stmt) = &mut command {
+    if let Command::Query(stmt) | Command::CopyOut { query: stmt, .. } = &mut command {
         crate::semantic::measure::expand(stmt, datasets)?;
     }
-    let Command::Query(stmt) = &command else {
+    let (Command::Query(stmt) | Command::CopyOut { query: stmt, .. }) = &command else {
         return Ok(Prepared {
             sql,
             columns: local_columns(&command),

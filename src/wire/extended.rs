@@ -40,13 +40,31 @@ pub struct StatementParser {
     session: Option<Arc<Session>>,
 }
 
+impl StatementParser {
+    /// Parse and plan one statement (an empty string is no statement).
+    async fn plan(&self, session: &Session, sql: &str) -> Result<Option<Arc<Prepared>>, Error> {
+        let mut statements = self.shared.parser.parse(sql)?;
+        if statements.len() > 1 {
+            return Err(Error::Syntax(
+                "cannot insert multiple commands into a prepared statement".into(),
+            ));
+        }
+        let Some(stmt) = statements.pop() else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(
+            prepare(session.context(), session.datasets(), stmt).await?,
+        )))
+    }
+}
+
 #[async_trait]
 impl QueryParser for StatementParser {
     type Statement = Arc<Prepared>;
 
     async fn parse_sql<C>(
         &self,
-        _client: &C,
+        client: &C,
         sql: &str,
         _types: &[Option<Type>],
     ) -> PgWireResult<Option<Arc<Prepared>>>
@@ -57,19 +75,13 @@ impl QueryParser for StatementParser {
             .session
             .as_ref()
             .ok_or_else(|| Error::Internal("Parse before authentication".into()))?;
-        let mut statements = self.shared.parser.parse(sql)?;
-        if statements.len() > 1 {
-            return Err(Error::Syntax(
-                "cannot insert multiple commands into a prepared statement".into(),
-            )
-            .into());
-        }
-        let Some(stmt) = statements.pop() else {
-            return Ok(None);
-        };
-        Ok(Some(Arc::new(
-            prepare(session.context(), session.datasets(), stmt).await?,
-        )))
+        // A statement refused at Parse never reaches Execute: audit it here.
+        self.plan(session, sql).await.map_err(|e| {
+            let line = self
+                .shared
+                .audit(session, client.socket_addr(), sql.to_owned());
+            super::audited(line, e).into()
+        })
     }
 
     fn get_parameter_types(&self, stmt: &Arc<Prepared>) -> PgWireResult<Vec<Type>> {
@@ -155,7 +167,9 @@ impl ExtendedQueryHandler for Connection {
         let prepared = &portal.statement.statement;
         let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
             prepared.param_types.iter().map(Option::as_ref).collect();
-        let mut audit = self.audit(session, client.socket_addr(), prepared.sql.clone());
+        let mut audit = self
+            .shared
+            .audit(session, client.socket_addr(), prepared.sql.clone());
         if let (Some(a), Some(plan)) = (audit.as_mut(), prepared.plan.as_ref()) {
             a.datasets = crate::audit::datasets_in(plan, session.datasets());
         }
@@ -168,7 +182,8 @@ impl ExtendedQueryHandler for Connection {
             .execute(prepared, params)
             .await
             .map_err(|e| super::audited(audit.take(), e))?;
-        Ok(encode::response(
+        Ok(encode::respond(
+            &prepared.command,
             crate::audit::track(outcome, audit),
             &portal.result_column_format,
         )?)
@@ -240,8 +255,9 @@ where
             Ok(())
         }
         Response::Error(e) => Err(PgWireError::UserError(e)),
-        Response::Query(_) | Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
-            Err(Error::NotSupported("COPY is not supported yet".into()).into())
+        Response::CopyOut(copy) => pgwire::api::copy::send_copy_out_response(client, copy).await,
+        Response::Query(_) | Response::CopyIn(_) | Response::CopyBoth(_) => {
+            Err(Error::NotSupported("COPY FROM is not supported".into()).into())
         }
     }
 }

@@ -43,6 +43,25 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Begin the audit line of `sql`, run in `session` from `client`, if auditing is on.
+    fn audit(
+        &self,
+        session: &Session,
+        client: std::net::SocketAddr,
+        sql: String,
+    ) -> Option<crate::audit::Statement> {
+        let log = self.audit.as_ref()?;
+        let mut line = crate::audit::Statement::start(Arc::clone(log), sql);
+        line.user.clone_from(&session.identity.user);
+        line.workspace.clone_from(&session.identity.workspace);
+        line.client = client.to_string();
+        line.application_name = session
+            .settings()
+            .get("application_name")
+            .unwrap_or_default();
+        Some(line)
+    }
+
     /// Assemble the shared state.
     pub fn new(
         server: ServerConfig,
@@ -95,25 +114,6 @@ impl Connection {
         self.session
             .get()
             .ok_or_else(|| Error::Internal("query before authentication".into()))
-    }
-
-    /// Begin the audit line of `sql`, run in `session` from `client`, if auditing is on.
-    fn audit(
-        &self,
-        session: &Session,
-        client: std::net::SocketAddr,
-        sql: String,
-    ) -> Option<crate::audit::Statement> {
-        let log = self.shared.audit.as_ref()?;
-        let mut line = crate::audit::Statement::start(Arc::clone(log), sql);
-        line.user.clone_from(&session.identity.user);
-        line.workspace.clone_from(&session.identity.workspace);
-        line.client = client.to_string();
-        line.application_name = session
-            .settings()
-            .get("application_name")
-            .unwrap_or_default();
-        Some(line)
     }
 }
 

@@ -58,7 +58,9 @@ impl Connection {
         C::PortalStore: PortalStore,
     {
         let session = self.session()?;
-        let mut audit = self.audit(session, client.socket_addr(), stmt.to_string());
+        let mut audit = self
+            .shared
+            .audit(session, client.socket_addr(), stmt.to_string());
         let prepared = match prepare(session.context(), session.datasets(), stmt).await {
             Ok(p) => p,
             Err(e) => return Err(super::audited(audit, e)),
@@ -71,9 +73,11 @@ impl Connection {
             .execute(&prepared, ParamValues::List(Vec::new()))
             .await
         {
-            Ok(outcome) => {
-                encode::response(crate::audit::track(outcome, audit), &Format::UnifiedText)
-            }
+            Ok(outcome) => encode::respond(
+                &prepared.command,
+                crate::audit::track(outcome, audit),
+                &Format::UnifiedText,
+            ),
             Err(e) => Err(super::audited(audit, e)),
         }
     }

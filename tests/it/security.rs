@@ -132,6 +132,56 @@ const ADVERSARIAL: &[&str] = &[
     "SELECT array_length(array_agg(DISTINCT region), 1) FROM sales",
     "SELECT count(*) FROM sales WHERE order_id % 2 = 0",
     "SELECT CAST(bool_or(region = 'West') AS INT), CAST(bool_and(region IS NOT NULL) AS INT) FROM sales",
+    "SELECT count(*) FROM sales WHERE region = ANY (ARRAY['West', 'East', 'North', 'South', 'Central'])",
+    "SELECT count(*) FROM (SELECT * FROM sales LIMIT 1000000) t",
+    "SELECT count(*) FROM sales WHERE order_id IN (SELECT order_id FROM sales UNION SELECT order_id FROM sales)",
+    "SELECT count(*) FROM sales JOIN customers USING (customer_id, region)",
+    "SELECT count(*) FROM sales s WHERE s.customer_id NOT IN (SELECT customer_id FROM customers)",
+    "SELECT count(*) FROM (SELECT region, count(*) AS c FROM sales GROUP BY region) g WHERE c > 0",
+    "SELECT region, count(*) FROM sales GROUP BY GROUPING SETS ((region), ())",
+    "SELECT region, channel, count(*) FROM sales GROUP BY CUBE (region, channel)",
+    "SELECT order_id, ntile(2) OVER (ORDER BY order_id) FROM sales ORDER BY order_id LIMIT 3",
+    "SELECT count(*) FROM sales WHERE region ~ '.*'",
+    "SELECT count(*) FROM sales WHERE region ILIKE '%e%' OR region NOT ILIKE '%e%'",
+    "SELECT count(*) FROM sales WHERE nullif(region, 'East') IS NULL OR TRUE",
+    "SELECT count(*) FROM sales WHERE substr(region, 1, 1) IN ('E', 'W', 'N', 'S', 'C')",
+    "SELECT count(*) FROM sales WHERE CAST(order_id AS TEXT) <> ''",
+    "SELECT count(*) FROM sales WHERE order_id::text <> ''",
+    "SELECT count(*) FROM sales WHERE greatest(amount, 0) >= 0",
+    "SELECT count(*) FROM sales WHERE region = (SELECT 'West')",
+    "SELECT count(*) FROM sales WHERE region IN (SELECT 'West' UNION SELECT 'East')",
+    "SELECT region, (SELECT count(*) FROM customers c WHERE c.region = s.region) FROM (SELECT DISTINCT region FROM sales) s",
+    "WITH RECURSIVE c(i, r) AS (SELECT 1, region FROM (SELECT DISTINCT region FROM sales) d UNION ALL SELECT i + 1, r FROM c WHERE i < 2) SELECT r, count(*) FROM c GROUP BY r",
+    "SELECT count(*) FROM (VALUES ('West'), ('East')) v(r) JOIN sales ON sales.region = v.r",
+    "SELECT count(*) FROM sales WHERE EXISTS (SELECT 1)",
+    "SELECT count(*) FROM sales WHERE NOT EXISTS (SELECT 1 WHERE FALSE)",
+    "SELECT count(*) FROM sales WHERE order_id = ANY (ARRAY[1, 2, 3])",
+    "SELECT sum(amount) FILTER (WHERE region <> 'East'), count(*) FILTER (WHERE TRUE) FROM sales",
+    "SELECT region FROM sales GROUP BY region ORDER BY region",
+    "SELECT count(*) FROM sales WHERE customer_id IN (SELECT customer_id FROM customers) AND customer_id NOT IN (SELECT customer_id FROM customers WHERE region = 'East')",
+    "SELECT count(*) FROM sales WHERE region IN (SELECT region FROM customers WHERE region = 'West')",
+    "SELECT count(*) FROM (SELECT customer_id, region FROM customers UNION ALL SELECT customer_id, region FROM sales) u",
+    "SELECT count(*) FROM sales t1 JOIN sales t2 USING (order_id) JOIN sales t3 USING (order_id)",
+    "SELECT count(*) FROM sales WHERE region = 'West' UNION ALL SELECT count(*) FROM sales WHERE region <> 'West'",
+    "SELECT count(*) FROM (SELECT region FROM sales WHERE region = 'West' UNION SELECT region FROM customers WHERE region = 'West') z",
+    "SELECT max(order_id) - min(order_id) FROM sales",
+    "SELECT count(*) FROM sales WHERE amount IS DISTINCT FROM NULL",
+    "SELECT count(*) FROM sales WHERE CASE region WHEN 'West' THEN 1 ELSE 1 END = 1",
+    "SELECT count(*) FROM sales WHERE starts_with(region, '')",
+    "SELECT count(*) FROM (SELECT DISTINCT ON (region) region, order_id FROM sales ORDER BY region, order_id) d",
+    "SELECT region, count(*) FROM sales WHERE order_id > (SELECT min(order_id) FROM sales) GROUP BY region",
+    "SELECT count(*) FROM sales, customers WHERE sales.customer_id = customers.customer_id AND customers.region <> sales.region",
+    "SELECT count(*) FROM sales s JOIN (SELECT customer_id FROM customers WHERE region = 'West' ORDER BY customer_id LIMIT 5) w ON s.customer_id = w.customer_id",
+    "SELECT count(*) FROM sales WHERE order_id IN (SELECT max(order_id) FROM sales GROUP BY region)",
+    "SELECT count(*) FROM sales WHERE order_id::bigint % 7 = 3",
+    "SELECT count(*) FROM (SELECT * FROM sales ORDER BY amount DESC LIMIT 10) top",
+    "SELECT count(*) FROM sales WHERE EXISTS (SELECT 1 FROM customers c WHERE c.region = 'West')",
+    "SELECT count(*) FROM sales WHERE region IN (SELECT unnest(ARRAY['West', 'East']))",
+    "SELECT g, count(*) FROM generate_series(1, 2) AS t(g) CROSS JOIN sales GROUP BY g",
+    "SELECT count(*) FROM sales WHERE order_id IN (SELECT * FROM generate_series(1, 50))",
+    "SELECT count(*) FROM (SELECT unnest(ARRAY[region, channel]) AS v FROM sales) u",
+    "SELECT count(*) FROM sales WHERE region IN (SELECT region FROM sales WHERE region = 'West' INTERSECT SELECT 'West')",
+    "SELECT count(*) FROM \"public\".sales s WHERE s.region = 'West' OR s.region <> 'West'",
 ];
 
 /// A context with the raw tables and, for one user's filter, `sales` and `customers` as
@@ -271,6 +321,9 @@ async fn grants_narrow_a_role_to_datasets() {
         "SELECT count(*) FROM customers",
         "SELECT count(*) FROM products",
         "SELECT count(*) FROM public.stores",
+        // Quoted names are case-sensitive, as in PostgreSQL: no such dataset.
+        "SELECT count(*) FROM \"Sales\"",
+        "SELECT count(*) FROM \"SALES\"",
     ] {
         let err = dave.simple_query(sql).await.expect_err("not granted");
         assert_eq!(sqlstate(&err), "42P01", "{sql}: {err:?}");
@@ -395,13 +448,19 @@ async fn the_audit_log_has_one_line_per_statement() {
         .query("SELECT order_id FROM sales WHERE order_id <= $1", &[&3_i64])
         .await
         .expect("extended query");
+    // Refused at Parse: the extended protocol never reaches Execute, but is audited.
+    let err = client
+        .prepare("SELECT secret FROM sales")
+        .await
+        .expect_err("no such column");
+    assert_eq!(sqlstate(&err), "42703");
     let text = std::fs::read_to_string(&path).expect("the audit log");
     let _ = std::fs::remove_file(&path);
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
-    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines.len(), 4, "{text}");
     for line in &lines {
         assert_eq!(line["user"], "alice");
         assert_eq!(line["workspace"], "demo");
@@ -428,6 +487,9 @@ async fn the_audit_log_has_one_line_per_statement() {
     assert_eq!(lines[1]["rows"], 0);
     assert_eq!(lines[2]["outcome"], "ok");
     assert_eq!(lines[2]["rows"], typed.len() as u64);
+    assert_eq!(lines[3]["statement"], "SELECT secret FROM sales");
+    assert_eq!(lines[3]["outcome"], "error");
+    assert_eq!(lines[3]["sqlstate"], "42703");
 }
 
 #[tokio::test]
@@ -473,4 +535,181 @@ async fn columns_are_masked_or_hidden_for_chosen_roles() {
     )
     .await;
     assert!(!plain[0][0].starts_with("***"), "{plain:?}");
+}
+
+/// Queries exported with `COPY ... TO STDOUT`, each compared per user with the same
+/// query over the hand-filtered raw data.
+const COPIED: &[&str] = &[
+    "SELECT order_id, region, channel FROM sales",
+    "SELECT region, count(*) FROM sales GROUP BY region",
+    "SELECT customer_id, region FROM customers WHERE region <> 'East' OR TRUE",
+    "SELECT s.order_id FROM sales s WHERE EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = s.customer_id)",
+];
+
+#[tokio::test]
+async fn copy_to_stdout_keeps_the_policy() {
+    use futures::TryStreamExt;
+    let server = TestServer::start().await;
+    for (user, filter) in USERS {
+        let client = server.connect(user).await;
+        let ctx = expected_context(filter).await;
+        for sql in COPIED {
+            if user == "dave" && sql.contains("customers") {
+                continue;
+            }
+            let want = expected(&ctx, sql).await.expect("expected rows");
+            for (copy, split) in [
+                (format!("COPY ({sql}) TO STDOUT"), '\t'),
+                (format!("COPY ({sql}) TO STDOUT WITH (FORMAT csv)"), ','),
+            ] {
+                let stream = client
+                    .copy_out(copy.as_str())
+                    .await
+                    .unwrap_or_else(|e| panic!("{user}: {copy}: {e:?}"));
+                let chunks: Vec<bytes::Bytes> = stream.try_collect().await.expect("copy data");
+                let text: String = chunks
+                    .iter()
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .collect();
+                let mut got: Vec<Vec<String>> = text
+                    .lines()
+                    .map(|l| l.split(split).map(str::to_owned).collect())
+                    .collect();
+                got.sort();
+                assert_eq!(got, want, "{user}: {copy}");
+            }
+        }
+    }
+    // A whole dataset, by name, with a header; the admin's copy has every row.
+    let dave = server.connect("dave").await;
+    let stream = dave
+        .copy_out("COPY sales (order_id, region) TO STDOUT WITH CSV HEADER")
+        .await
+        .expect("copy a dataset");
+    let chunks: Vec<bytes::Bytes> = futures::TryStreamExt::try_collect(stream).await.unwrap();
+    let text: String = chunks.iter().map(|c| String::from_utf8_lossy(c)).collect();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("order_id,region"));
+    assert!(
+        lines.all(|l| l.ends_with(",West")),
+        "dave copies West rows only"
+    );
+    for sql in [
+        "COPY sales TO '/tmp/biproxy-stolen.csv'",
+        "COPY sales TO PROGRAM 'cat'",
+        "COPY sales TO STDOUT WITH (FORMAT binary)",
+    ] {
+        let err = dave.simple_query(sql).await.expect_err("refused");
+        assert_eq!(sqlstate(&err), "0A000", "{sql}: {err:?}");
+    }
+    let err = dave
+        .simple_query("COPY customers TO STDOUT")
+        .await
+        .expect_err("not granted");
+    assert_eq!(sqlstate(&err), "42P01");
+    let err = dave
+        .simple_query("COPY sales FROM STDIN")
+        .await
+        .expect_err("read-only");
+    assert_eq!(sqlstate(&err), "25006");
+}
+
+#[tokio::test]
+async fn catalogs_show_only_what_the_session_may_query() {
+    let server = TestServer::start().await;
+    let dave = server.connect("dave").await;
+    let alice = server.connect("alice").await;
+    let carol = server.connect("carol").await;
+    let datasets = "SELECT relname FROM pg_catalog.pg_class \
+                    WHERE relname IN ('sales', 'customers', 'products', 'stores') ORDER BY 1";
+    assert_eq!(rows(&dave, datasets).await, table(&[["sales"]]));
+    assert_eq!(
+        rows(&alice, datasets).await,
+        table(&[["customers"], ["products"], ["sales"], ["stores"]])
+    );
+    let tables = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1";
+    assert_eq!(rows(&dave, tables).await, table(&[["sales"]]));
+    // The hidden column is in no catalog for dave, and in every one for alice.
+    let probes = [
+        "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON a.attrelid = c.oid \
+         WHERE c.relname = 'sales' AND a.attname = 'cost'",
+        "SELECT count(*) FROM information_schema.columns \
+         WHERE table_name = 'sales' AND column_name = 'cost'",
+        "SELECT count(*) FROM biproxy.columns WHERE dataset = 'sales' AND column_name = 'cost'",
+        "SELECT count(*) FROM biproxy.measures WHERE dataset = 'sales' AND column_name = 'cost'",
+    ];
+    for sql in probes {
+        assert_eq!(rows(&dave, sql).await, table(&[["0"]]), "{sql}");
+        assert_eq!(rows(&alice, sql).await, table(&[["1"]]), "{sql}");
+    }
+    // Ungranted datasets are absent from the model schema, their comments from
+    // pg_description (looked up by the object id the admin sees).
+    for sql in [
+        "SELECT count(*) FROM biproxy.datasets WHERE dataset = 'customers'",
+        "SELECT count(*) FROM biproxy.columns WHERE dataset = 'customers'",
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'customers'",
+    ] {
+        assert_eq!(rows(&dave, sql).await, table(&[["0"]]), "{sql}");
+    }
+    let oid = rows(
+        &carol,
+        "SELECT oid FROM pg_class WHERE relname = 'customers'",
+    )
+    .await;
+    let described = format!(
+        "SELECT count(*) FROM pg_description WHERE objoid = {}",
+        oid[0][0]
+    );
+    assert_ne!(rows(&carol, &described).await, table(&[["0"]]));
+    assert_eq!(rows(&dave, &described).await, table(&[["0"]]));
+    // The columns dave may query are all listed.
+    assert_eq!(
+        rows(
+            &dave,
+            "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON a.attrelid = c.oid \
+             WHERE c.relname = 'sales' AND a.attname = 'customer_name'"
+        )
+        .await,
+        table(&[["1"]])
+    );
+}
+
+#[tokio::test]
+async fn developers_also_query_raw_source_tables() {
+    let text = demo_config_text("").replace(
+        "roles = { carol = \"admin\", dave = \"viewer\" }",
+        "roles = { carol = \"admin\", dave = \"viewer\", bob = \"developer\" }",
+    );
+    let config =
+        biproxy::config::parse(&text, "dev.toml", std::path::Path::new(".")).expect("config");
+    let server = TestServer::with_config(config).await;
+    let bob = server.connect("bob").await;
+    let raw = rows(&bob, "SELECT count(*) FROM demo_lake.orders").await;
+    assert_eq!(raw, table(&[[crate::support::ORDERS.to_string().as_str()]]));
+    // Datasets keep their policies for a developer.
+    let regions = rows(&bob, "SELECT DISTINCT region FROM sales ORDER BY 1").await;
+    assert_eq!(regions, table(&[["North"], ["South"]]));
+    let listed = rows(
+        &bob,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'demo_lake'",
+    )
+    .await;
+    assert_ne!(listed, table(&[["0"]]));
+    // An analyst has no raw tables, nor does a viewer.
+    for user in ["alice", "dave"] {
+        let client = server.connect(user).await;
+        let err = client
+            .simple_query("SELECT count(*) FROM demo_lake.orders")
+            .await
+            .expect_err("no raw tables");
+        assert_eq!(sqlstate(&err), "42P01", "{user}: {err:?}");
+        assert_eq!(
+            rows(
+                &client,
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'demo_lake'"
+            )
+            .await,
+            table(&[["0"]])
+        );
+    }
 }
