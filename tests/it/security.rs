@@ -713,3 +713,35 @@ async fn developers_also_query_raw_source_tables() {
         );
     }
 }
+
+#[tokio::test]
+async fn results_an_admin_warmed_are_not_served_to_restricted_users() {
+    // Whatever biproxy keeps between statements (plans, results), a statement the admin
+    // ran first must give a restricted user only their own rows, and vice versa.
+    let server = TestServer::start().await;
+    let carol = server.connect("carol").await;
+    let queries = [
+        "SELECT region, count(*) FROM sales GROUP BY region",
+        "SELECT count(*) FROM customers",
+        "SELECT order_id, region FROM sales ORDER BY order_id LIMIT 20",
+    ];
+    for sql in queries {
+        rows(&carol, sql).await;
+        rows(&carol, sql).await;
+    }
+    for (user, filter) in USERS {
+        let client = server.connect(user).await;
+        let ctx = expected_context(filter).await;
+        for sql in queries {
+            if user == "dave" && sql.contains("customers") {
+                continue;
+            }
+            let mut got = rows(&client, sql).await;
+            got.sort();
+            assert_eq!(got, expected(&ctx, sql).await.unwrap(), "{user}: {sql}");
+        }
+    }
+    // And the admin still sees everything after the restricted users ran them.
+    let everyone = rows(&carol, "SELECT count(DISTINCT region) FROM sales").await;
+    assert_eq!(everyone, table(&[["5"]]));
+}
