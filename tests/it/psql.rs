@@ -59,6 +59,19 @@ async fn psql_dt_lists_the_datasets() {
 }
 
 #[tokio::test]
+async fn psql_shows_a_viewer_only_their_datasets_and_columns() {
+    let server = TestServer::start().await;
+    let out = psql(&server, "dave", &["-At", "-c", "\\dt"]).await;
+    assert_eq!(out, "public|sales|table|postgres\n");
+    let out = psql(&server, "dave", &["-At", "-c", "\\d sales"]).await;
+    assert!(
+        out.lines().any(|l| l.starts_with("customer_name|")),
+        "{out}"
+    );
+    assert!(!out.lines().any(|l| l.starts_with("cost|")), "{out}");
+}
+
+#[tokio::test]
 async fn psql_d_sales_lists_columns_with_types() {
     let server = TestServer::start().await;
     let out = psql(&server, "alice", &["-At", "-c", "\\d sales"]).await;
