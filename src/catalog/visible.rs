@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, Int64Array, StringArray};
+use datafusion::arrow::array::{Array, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{SchemaProvider, TableProvider};
@@ -93,11 +93,9 @@ impl Visible {
             (Kind::Model, "columns") => Some(hidden.filter("dataset", "column_name")),
             (Kind::Model, "dimensions") => Some(hidden.filter("dataset", "dimension")),
             (Kind::Model, "hierarchies") => Some(hidden.filter("dataset", "level")),
-            (Kind::Model, "measures") => Some(format!(
-                "{} AND {}",
-                hidden.filter("dataset", "measure"),
-                hidden.filter("dataset", "column_name")
-            )),
+            (Kind::Model, "measures") => {
+                Some(self.measures(hidden).await?.filter("dataset", "measure"))
+            }
             (Kind::PgCatalog, "pg_tables") => Some(format!(
                 "NOT (schemaname = '{DATASET_SCHEMA}' AND NOT {})",
                 hidden.datasets_filter("tablename")
@@ -115,35 +113,106 @@ impl Visible {
         })
     }
 
-    /// Object ids of the datasets, from the workspace's own `pg_class`.
-    async fn oids(&self) -> DfResult<HashMap<String, i64>> {
-        let ctx = SessionContext::new();
-        for name in ["pg_class", "pg_namespace"] {
-            if let Some(t) = self.inner.table(name).await? {
-                ctx.register_table(name, t)?;
-            }
-        }
-        let batches = ctx
-            .sql(&format!(
-                "SELECT c.relname, c.oid FROM pg_class c JOIN pg_namespace n \
-                 ON c.relnamespace = n.oid WHERE n.nspname = '{DATASET_SCHEMA}'"
-            ))
-            .await?
-            .collect()
+    /// The measures the session cannot use: those of hidden datasets, those over a hidden
+    /// column, and derived measures that use one of these (as `Hidden` columns, by name).
+    async fn measures(&self, hidden: &Hidden) -> DfResult<Hidden> {
+        let rows = self
+            .rows(
+                &["measures"],
+                "SELECT dataset, measure, column_name, definition FROM measures",
+            )
             .await?;
-        let mut out = HashMap::new();
-        for batch in batches {
-            let names = cast(batch.column(0), &DataType::Utf8)?;
-            let oids = cast(batch.column(1), &DataType::Int64)?;
-            let names = names.as_any().downcast_ref::<StringArray>();
-            let oids = oids.as_any().downcast_ref::<Int64Array>();
-            if let (Some(names), Some(oids)) = (names, oids) {
-                for i in 0..names.len() {
-                    out.insert(names.value(i).to_owned(), oids.value(i));
-                }
+        let mut unusable: Vec<(String, String)> = rows
+            .iter()
+            .filter(|r| {
+                hidden.datasets.contains(&r[0])
+                    || hidden
+                        .columns
+                        .iter()
+                        .any(|(d, cs)| *d == r[0] && cs.iter().any(|(_, c)| *c == r[2]))
+            })
+            .map(|r| (r[0].clone(), r[1].clone()))
+            .collect();
+        // Derived measures name others as MEASURE(name): follow them until nothing changes.
+        loop {
+            let uses = |r: &Vec<String>, (d, m): &(String, String)| {
+                *d == r[0]
+                    && r[3]
+                        .to_ascii_lowercase()
+                        .replace(' ', "")
+                        .contains(&format!("measure({})", m.to_ascii_lowercase()))
+            };
+            let more: Vec<(String, String)> = rows
+                .iter()
+                .filter(|r| !unusable.iter().any(|(d, m)| *d == r[0] && *m == r[1]))
+                .filter(|r| unusable.iter().any(|u| uses(r, u)))
+                .map(|r| (r[0].clone(), r[1].clone()))
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            unusable.extend(more);
+        }
+        let mut out = Hidden {
+            datasets: hidden.datasets.clone(),
+            columns: Vec::new(),
+        };
+        for (dataset, measure) in unusable {
+            match out.columns.iter_mut().find(|(d, _)| *d == dataset) {
+                Some((_, ms)) => ms.push((0, measure)),
+                None => out.columns.push((dataset, vec![(0, measure)])),
             }
         }
         Ok(out)
+    }
+
+    /// The rows `sql` reads from tables of the wrapped schema, as text.
+    async fn rows(&self, tables: &[&str], sql: &str) -> DfResult<Vec<Vec<String>>> {
+        let ctx = SessionContext::new();
+        for name in tables {
+            if let Some(t) = self.inner.table(name).await? {
+                ctx.register_table(*name, t)?;
+            }
+        }
+        let mut out = Vec::new();
+        for batch in ctx.sql(sql).await?.collect().await? {
+            let columns = batch
+                .columns()
+                .iter()
+                .map(|c| cast(c, &DataType::Utf8))
+                .collect::<Result<Vec<_>, _>>()?;
+            for i in 0..batch.num_rows() {
+                out.push(
+                    columns
+                        .iter()
+                        .map(|c| {
+                            c.as_any()
+                                .downcast_ref::<StringArray>()
+                                .map(|a| a.value(i).to_owned())
+                                .unwrap_or_default()
+                        })
+                        .collect(),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Object ids of the datasets, from the workspace's own `pg_class`.
+    async fn oids(&self) -> DfResult<HashMap<String, i64>> {
+        let rows = self
+            .rows(
+                &["pg_class", "pg_namespace"],
+                &format!(
+                    "SELECT c.relname, c.oid FROM pg_class c JOIN pg_namespace n \
+                     ON c.relnamespace = n.oid WHERE n.nspname = '{DATASET_SCHEMA}'"
+                ),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((r[0].clone(), r[1].parse().ok()?)))
+            .collect())
     }
 }
 
