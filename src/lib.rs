@@ -14,12 +14,18 @@
 //! - [`plan`]: parse, classify, answer session commands locally, plan the rest.
 //! - [`catalog`]: `pg_catalog`, `information_schema` and PostgreSQL functions clients need.
 //! - [`semantic`]: datasets, the tables a workspace shows its clients.
+//! - [`cache`]: the result cache, keyed by what actually runs.
+//! - [`accel`]: accelerated datasets (local copies) and their rollups.
+//! - [`admin`]: the HTTP interface: health, Prometheus metrics, cache and copy control.
 //! - [`source`]: where the data lives: Parquet lakes, PostgreSQL and MySQL, and what each
 //!   can run when a query is pushed down to it.
 //! - [`error`]: the crate error, its SQLSTATE, and the single mapping to the wire.
 
+pub mod accel;
+pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod error;

@@ -102,6 +102,8 @@ pub struct Statement {
     pub statement: String,
     /// Datasets it names (see [`datasets_in`]).
     pub datasets: Vec<String>,
+    /// Whether its rows came from the result cache.
+    pub cache_hit: bool,
 }
 
 impl Statement {
@@ -117,6 +119,7 @@ impl Statement {
             application_name: String::new(),
             statement,
             datasets: Vec::new(),
+            cache_hit: false,
         }
     }
 
@@ -137,7 +140,7 @@ impl Statement {
             datasets: &self.datasets,
             rows,
             duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
-            cache_hit: false,
+            cache_hit: self.cache_hit,
             outcome,
             sqlstate,
         });

@@ -31,6 +31,8 @@ pub struct Unavailable {
 pub struct DatasetSchema {
     tables: MemorySchemaProvider,
     unavailable: RwLock<HashMap<String, Unavailable>>,
+    /// Datasets now answered from a local copy: looked up first, replaced in one write.
+    replaced: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
 }
 
 impl DatasetSchema {
@@ -44,7 +46,17 @@ impl DatasetSchema {
                     .map(|u| (u.dataset.clone(), u.clone()))
                     .collect(),
             ),
+            replaced: RwLock::default(),
         }
+    }
+
+    /// Answer `dataset` with `table` from now on, atomically: a query planned before
+    /// keeps the table it was planned with; every query planned after gets the new one.
+    pub fn replace(&self, dataset: &str, table: Arc<dyn TableProvider>) {
+        self.replaced
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(dataset.to_owned(), table);
     }
 
     /// Serve `dataset` from now on: its source is back.
@@ -92,7 +104,16 @@ impl SchemaProvider for DatasetSchema {
             }
             .into_datafusion());
         }
-        self.tables.table(name).await
+        let replaced = self
+            .replaced
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned();
+        match replaced {
+            Some(table) => Ok(Some(table)),
+            None => self.tables.table(name).await,
+        }
     }
 
     fn register_table(

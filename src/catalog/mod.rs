@@ -51,6 +51,9 @@ pub fn workspace_state(
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(true);
     let mut rules = datafusion::optimizer::Optimizer::new().rules;
+    // Rollups first: later rules reshape aggregates (count(DISTINCT) into two) past
+    // recognition.
+    rules.insert(0, Arc::new(crate::accel::rollup::UseRollups));
     rules.push(Arc::new(crate::semantic::star::ExpandStars));
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)

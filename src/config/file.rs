@@ -29,6 +29,38 @@ pub struct File {
     pub users: Vec<UserSection>,
     /// `[token]`: signed tokens (JWT) accepted as passwords.
     pub token: Option<Spanned<TokenSection>>,
+    /// `[cache]`: the result cache.
+    #[serde(default)]
+    pub cache: CacheSection,
+    /// `[admin]`: the HTTP interface for metrics, health and cache/acceleration control.
+    pub admin: Option<AdminSection>,
+}
+
+/// `[cache]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Keep query results for reuse. Default: true.
+    pub enabled: Option<bool>,
+    /// Most bytes of results held (Arrow memory). Default: 268435456 (256 MiB).
+    pub max_bytes: Option<Spanned<i64>>,
+    /// Largest single result kept; larger ones stream through uncached.
+    /// Default: a sixteenth of `max_bytes`.
+    pub max_entry_bytes: Option<Spanned<i64>>,
+    /// How long a result is reused, unless its dataset says otherwise (`cache_ttl`).
+    /// Default: `5min`.
+    pub ttl: Option<Spanned<String>>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address and port of the HTTP interface, e.g. `127.0.0.1:15433`.
+    pub listen: Spanned<String>,
+    /// Bearer token required on POST requests; `${VAR}` reads the environment.
+    /// Default: none (bind to loopback then).
+    pub token: Option<Spanned<String>>,
 }
 
 /// `[token]`.
@@ -196,6 +228,36 @@ pub struct DatasetSection {
     /// `[[dataset.policy]]`: row policies.
     #[serde(default, rename = "policy")]
     pub policies: Vec<PolicySection>,
+    /// How long results of queries on this dataset are reused (`0` = never).
+    /// Default: `[cache] ttl`.
+    pub cache_ttl: Option<Spanned<String>>,
+    /// `[dataset.acceleration]`: keep a local columnar copy and answer from it.
+    pub acceleration: Option<Spanned<AccelerationSection>>,
+    /// `[[dataset.rollup]]`: pre-aggregations of the (accelerated) dataset.
+    #[serde(default, rename = "rollup")]
+    pub rollups: Vec<RollupSection>,
+}
+
+/// `[dataset.acceleration]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccelerationSection {
+    /// How often the copy is rebuilt from the source (`0` = only on demand, through the
+    /// admin interface). Default: `0`.
+    pub refresh: Option<Spanned<String>>,
+}
+
+/// `[[dataset.rollup]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollupSection {
+    /// Name shown by `EXPLAIN`.
+    pub name: Spanned<String>,
+    /// Columns it groups by; a time granularity column (`order_date_day`) also answers
+    /// coarser ones (`order_date_month`).
+    pub dimensions: Vec<Spanned<String>>,
+    /// Measures it holds (names of `[[dataset.measure]]`s).
+    pub measures: Vec<Spanned<String>>,
 }
 
 /// `[[dataset.join]]`: a many-to-one join from the dataset's table to a dimension table.

@@ -6,6 +6,7 @@
 //! the same code.
 
 mod access;
+mod cache;
 pub mod file;
 mod model;
 mod server;
@@ -13,6 +14,7 @@ mod source;
 mod token;
 
 pub use access::{Attribute, PolicyConfig, Role, UserConfig, WorkspaceConfig};
+pub use cache::{AccelerationConfig, AdminConfig, CacheConfig, RollupConfig};
 pub use model::{
     Aggregation, ColumnDoc, DimensionConfig, DimensionKind, FieldConfig, GeoRole, Granularity,
     HierarchyConfig, JoinConfig, MeasureConfig, MeasureDef,
@@ -47,6 +49,10 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// Signed tokens accepted as passwords, when configured.
     pub token: Option<TokenConfig>,
+    /// The result cache.
+    pub cache: CacheConfig,
+    /// The admin HTTP interface, when configured.
+    pub admin: Option<AdminConfig>,
 }
 
 /// A source, resolved.
@@ -85,6 +91,12 @@ pub struct DatasetConfig {
     pub joins: Vec<JoinConfig>,
     /// Row policies.
     pub policies: Vec<PolicyConfig>,
+    /// How long its query results are reused; `None` = the `[cache]` default.
+    pub cache_ttl: Option<std::time::Duration>,
+    /// Its local columnar copy, if it has one.
+    pub acceleration: Option<AccelerationConfig>,
+    /// Its pre-aggregations.
+    pub rollups: Vec<RollupConfig>,
     /// Where it was declared, for errors found when its SQL is planned.
     pub origin: Origin,
 }
@@ -266,6 +278,8 @@ impl Resolver<'_> {
             .collect();
         let workspaces = self.workspaces(file.workspaces, &users, &dataset_names, token.is_some());
         let datasets = self.datasets(file.datasets, &workspaces, &sources);
+        let cache = self.cache(&file.cache);
+        let admin = file.admin.as_ref().and_then(|a| self.admin(a));
         Config {
             server,
             sources,
@@ -273,6 +287,8 @@ impl Resolver<'_> {
             datasets,
             users,
             token,
+            cache,
+            admin,
         }
     }
 
@@ -374,6 +390,22 @@ impl Resolver<'_> {
             };
             let joins = self.joins(&d.joins, base.as_deref(), i);
             let policies = self.policies(&d.policies, i);
+            let cache_ttl = d
+                .cache_ttl
+                .as_ref()
+                .and_then(|t| self.duration_field(t, &format!("dataset[{i}].cache_ttl")));
+            let acceleration = d
+                .acceleration
+                .as_ref()
+                .map(|a| self.acceleration(a, &format!("dataset[{i}].acceleration")));
+            let rollups = self.rollups(&d.rollups, &format!("dataset[{i}].rollup"));
+            if !rollups.is_empty() && acceleration.is_none() {
+                self.error(
+                    &d.name,
+                    format!("dataset[{i}].rollup"),
+                    "rollups are built from the local copy: add [dataset.acceleration]",
+                );
+            }
             if !joins.is_empty() && matches!(query, DatasetQuery::Sql(_)) {
                 self.error(
                     &d.name,
@@ -390,6 +422,9 @@ impl Resolver<'_> {
                 joins,
                 policies,
                 columns,
+                cache_ttl,
+                acceleration,
+                rollups,
                 workspace: d.workspace.into_inner(),
                 name: d.name.into_inner(),
                 source: d.source.into_inner(),

@@ -58,6 +58,19 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Everything about the member that shapes their plans, in a stable order: the
+    /// result cache's memo keys its entries by it, so no two principals share one.
+    pub fn fingerprint(&self) -> String {
+        let mut grants: Option<Vec<&String>> = self.grants.as_ref().map(|g| g.iter().collect());
+        if let Some(g) = grants.as_mut() {
+            g.sort();
+        }
+        format!(
+            "{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
+            self.user, self.role, self.attributes, grants
+        )
+    }
+
     /// Whether the member may use `dataset` at all.
     pub fn may_use(&self, dataset: &str) -> bool {
         match &self.grants {
@@ -209,7 +222,16 @@ pub struct SessionDatasets {
     shared: Arc<DatasetSchema>,
     principal: Principal,
     access: Arc<HashMap<String, DatasetAccess>>,
-    restricted: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
+    /// Restricted views built so far, with the shared table each was built from (a
+    /// dataset whose table was replaced, by a refreshed local copy say, is rebuilt).
+    restricted: Mutex<HashMap<String, Restricted>>,
+}
+
+/// A dataset under a session's rules, and the shared table it is built on.
+#[derive(Debug)]
+struct Restricted {
+    from: Arc<dyn TableProvider>,
+    table: Arc<dyn TableProvider>,
 }
 
 impl SessionDatasets {
@@ -262,8 +284,8 @@ impl SessionDatasets {
             .restricted
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(done) = cache.get(name) {
-            return Ok(Arc::clone(done));
+        if let Some(done) = cache.get(name).filter(|r| Arc::ptr_eq(&r.from, &dataset)) {
+            return Ok(Arc::clone(&done.table));
         }
         let denied = |why: String| {
             tracing::error!(dataset = name, user = %self.principal.user, reason = %why, "access rules cannot be applied; denying the dataset");
@@ -271,6 +293,7 @@ impl SessionDatasets {
                 "dataset \"{name}\" cannot be shown: its access rules cannot be applied"
             ))
         };
+        let from = Arc::clone(&dataset);
         let plan = dataset
             .get_logical_plan()
             .ok_or_else(|| denied("the dataset has no plan to filter".into()))?
@@ -301,7 +324,13 @@ impl SessionDatasets {
             plan = plan.project(columns)?;
         }
         let table: Arc<dyn TableProvider> = Arc::new(DatasetTable::from_plan(plan.build()?));
-        cache.insert(name.to_owned(), Arc::clone(&table));
+        cache.insert(
+            name.to_owned(),
+            Restricted {
+                from,
+                table: Arc::clone(&table),
+            },
+        );
         Ok(table)
     }
 }

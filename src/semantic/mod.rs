@@ -57,6 +57,8 @@ pub struct Dataset {
     pub dimensions: Vec<DimensionConfig>,
     /// Drill paths over dimensions.
     pub hierarchies: Vec<HierarchyConfig>,
+    /// How long its query results are reused; `None` = the cache's default.
+    pub cache_ttl: Option<std::time::Duration>,
 }
 
 impl Dataset {
@@ -121,6 +123,8 @@ pub struct Workspace {
     /// Row policies and column rules by dataset name (including datasets whose source is
     /// down).
     pub access: Arc<HashMap<String, DatasetAccess>>,
+    /// The server's result cache (shared by all workspaces; keys name the workspace).
+    pub cache: Option<Arc<crate::cache::ResultCache>>,
 }
 
 impl Workspace {
@@ -191,6 +195,10 @@ fn members(config: &Config, ws: &WorkspaceConfig) -> HashMap<String, Principal> 
 pub struct Model {
     workspaces: HashMap<String, Arc<Workspace>>,
     recovery: Option<recovery::Recovery>,
+    /// The result cache every workspace shares, when caching is on.
+    pub cache: Option<Arc<crate::cache::ResultCache>>,
+    /// The accelerated datasets (their first load starts with the server).
+    pub accelerations: crate::accel::Accelerations,
 }
 
 impl Model {
@@ -268,6 +276,8 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
     let mut workspaces = HashMap::new();
     let mut pending = Vec::new();
     let mut schemas = HashMap::new();
+    let cache = crate::cache::ResultCache::new(&config.cache);
+    let mut accelerations = crate::accel::Accelerations::default();
     for ws in &config.workspaces {
         let mut datasets = Vec::new();
         let mut unavailable = Vec::new();
@@ -296,6 +306,11 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
         let mut workspace = workspace(&ws.name, &ws.description, datasets, public).await?;
         workspace.members = members(config, ws);
         workspace.token_role = ws.token_role;
+        workspace.cache.clone_from(&cache);
+        match accelerate(config, &workspace, &cache) {
+            Ok(found) => accelerations.all.extend(found),
+            Err(found) => errors.extend(found),
+        }
         workspace.raw = raw_schemas(config, ws, &sources);
         workspace.access = Arc::new(
             config
@@ -336,7 +351,70 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
     Ok(Model {
         workspaces,
         recovery,
+        cache,
+        accelerations,
     })
+}
+
+/// The accelerations of `ws`'s datasets that declare one (datasets whose source is down
+/// at start-up are served from the source when it returns, unaccelerated until a restart).
+fn accelerate(
+    config: &Config,
+    ws: &Workspace,
+    cache: &Option<Arc<crate::cache::ResultCache>>,
+) -> Result<Vec<Arc<crate::accel::Acceleration>>, Vec<ConfigError>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for d in config.datasets.iter().filter(|d| d.workspace == ws.name) {
+        let (Some(accel), Some(dataset)) = (
+            d.acceleration.as_ref(),
+            ws.datasets.iter().find(|x| x.name == d.name.to_lowercase()),
+        ) else {
+            continue;
+        };
+        let schema = dataset.table.schema();
+        let granularities: Vec<(String, crate::config::Granularity, String)> = d
+            .dimensions
+            .iter()
+            .filter(|dim| matches!(dim.kind, crate::config::DimensionKind::Time(_)))
+            .flat_map(|dim| {
+                crate::config::Granularity::ALL.into_iter().filter_map(|g| {
+                    let column = format!("{}_{}", dim.name, g.name());
+                    schema
+                        .field_with_name(&column)
+                        .is_ok()
+                        .then(|| (dim.name.clone(), g, column))
+                })
+            })
+            .collect();
+        let mut rollups = Vec::new();
+        for r in &d.rollups {
+            match crate::accel::rollup::RollupDef::resolve(r, &schema, &d.measures, &granularities)
+            {
+                Ok(def) => rollups.push(def),
+                Err(m) => errors.push(ConfigError::at(
+                    &r.origin,
+                    format!("dataset \"{}\".rollup \"{}\"", d.name, r.name),
+                    m,
+                )),
+            }
+        }
+        out.push(Arc::new(crate::accel::Acceleration::new(
+            &ws.name,
+            &dataset.name,
+            dataset.table.plan().clone(),
+            ws.state.clone(),
+            Arc::clone(&ws.public),
+            cache.clone(),
+            accel.refresh,
+            rollups,
+        )));
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Open every source, generating demo data first where configured (and allowed). A
@@ -437,6 +515,7 @@ async fn dataset(
         fields: d.fields.iter().cloned().chain(generated).collect(),
         dimensions: d.dimensions.clone(),
         hierarchies: d.hierarchies.clone(),
+        cache_ttl: d.cache_ttl,
     })
 }
 
@@ -476,6 +555,7 @@ async fn workspace(
         token_role: None,
         raw: Vec::new(),
         access: Arc::default(),
+        cache: None,
     })
 }
 

@@ -68,6 +68,9 @@ pub enum ServerError {
     /// The TLS certificate or key could not be loaded.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The admin interface could not be started.
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 type Socket = Framed<Limited<MaybeTls>, PgWireMessageServerCodec<Arc<Prepared>>>;
@@ -79,6 +82,7 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
     recovery: Option<semantic::recovery::Recovery>,
+    admin: Option<crate::admin::Admin>,
 }
 
 impl Server {
@@ -90,6 +94,10 @@ impl Server {
         let tls = config.server.tls.as_ref().map(tls_acceptor).transpose()?;
         let mut model = semantic::build(&config, true).await?;
         let recovery = model.take_recovery();
+        let admin = match &config.admin {
+            Some(a) => Some(crate::admin::Admin::bind(a).await?),
+            None => None,
+        };
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -118,7 +126,13 @@ impl Server {
             tls,
             shutdown: CancellationToken::new(),
             recovery,
+            admin,
         })
+    }
+
+    /// The admin interface's bound address, if one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr().ok())
     }
 
     /// The bound address (useful when the config asked for port 0).
@@ -140,6 +154,14 @@ impl Server {
         let tasks = TaskTracker::new();
         if let Some(recovery) = self.recovery {
             tasks.spawn(recovery.run(self.shutdown.clone()));
+        }
+        self.shared
+            .model
+            .accelerations
+            .spawn(&tasks, &self.shutdown);
+        if let Some(admin) = self.admin {
+            tracing::info!(addr = %admin.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin interface listening");
+            tasks.spawn(admin.run(Arc::clone(&self.shared), self.shutdown.clone()));
         }
         tracing::info!(addr = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = self.tls.is_some(), "listening");
         loop {

@@ -9,6 +9,7 @@
 pub mod settings;
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -55,6 +56,9 @@ pub struct Session {
     ctx: SessionContext,
     settings: Arc<Mutex<Settings>>,
     current: Mutex<CancellationToken>,
+    /// Who the session's plans are for, as the result cache's memo keys them.
+    principal: String,
+    last_cache_hit: AtomicBool,
 }
 
 impl std::fmt::Debug for Session {
@@ -75,6 +79,7 @@ impl Session {
     ) -> Session {
         let settings = Arc::new(Mutex::new(Settings::new(default_timeout, startup)));
         let datasets = workspace.datasets_for(&identity);
+        let principal = datasets.principal().fingerprint();
         let raw = workspace.raw_schemas_for(datasets.principal().role);
         let public: Arc<dyn datafusion::catalog::SchemaProvider> = datasets;
         let ctx = crate::catalog::session_context(
@@ -90,7 +95,27 @@ impl Session {
             ctx,
             settings,
             current: Mutex::new(CancellationToken::new()),
+            principal,
+            last_cache_hit: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the last query was answered from the result cache (for the audit log).
+    pub fn last_cache_hit(&self) -> bool {
+        self.last_cache_hit.load(Ordering::Relaxed)
+    }
+
+    /// The result cache, unless it is off or the session said `SET biproxy.cache = off`.
+    fn cache(&self) -> Option<&Arc<crate::cache::ResultCache>> {
+        let off = self.switched_off("biproxy.cache");
+        self.workspace.cache.as_ref().filter(|_| !off)
+    }
+
+    /// Whether the session set `name` to `off` (or `false`, `0`).
+    fn switched_off(&self, name: &str) -> bool {
+        self.settings()
+            .get(name)
+            .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "off" | "false" | "0"))
     }
 
     /// The DataFusion context queries of this session are planned in.
@@ -170,10 +195,36 @@ impl Session {
     }
 
     async fn run_query(&self, prepared: &Prepared, params: ParamValues) -> Result<Outcome, Error> {
+        self.last_cache_hit.store(false, Ordering::Relaxed);
         let plan = prepared
             .plan
             .clone()
             .ok_or_else(|| Error::Internal("query without a plan".into()))?;
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        let rows = |batches| Outcome::Rows {
+            schema: Arc::clone(&schema),
+            columns: prepared.columns.clone(),
+            batches,
+        };
+        let cache = self.cache();
+        let datasets = match cache {
+            Some(_) => self.dataset_ttls(&plan),
+            None => Vec::new(),
+        };
+        let memo = cache.filter(|_| !datasets.is_empty()).map(|c| {
+            c.session_key(
+                &self.workspace.name,
+                &self.principal,
+                &prepared.sql,
+                &params,
+            )
+        });
+        if let (Some(c), Some(key)) = (cache, &memo) {
+            if let Some(hit) = c.lookup(key).await {
+                self.last_cache_hit.store(true, Ordering::Relaxed);
+                return Ok(rows(hit.stream()));
+            }
+        }
         let plan = if prepared.param_types.is_empty() {
             plan
         } else {
@@ -184,18 +235,74 @@ impl Session {
             .settings()
             .statement_timeout()
             .map(|t| Instant::now() + t);
+        let state = self.planning_state();
         let start = async {
-            let df = self.ctx.execute_logical_plan(plan).await?;
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let stream = df.execute_stream().await?;
-            Ok::<_, Error>((schema, stream))
+            let optimized = state.optimize(&plan)?;
+            let entry =
+                cache.and_then(|c| c.cacheable(&self.workspace.name, &datasets, &optimized));
+            let physical = state
+                .query_planner()
+                .create_physical_plan(&optimized, &state)
+                .await?;
+            Ok::<_, Error>((physical, entry))
         };
-        let (schema, stream) = guard(start, &token, deadline).await?;
-        Ok(Outcome::Rows {
-            schema,
-            columns: prepared.columns.clone(),
-            batches: guarded_stream(stream, token, deadline),
-        })
+        let (physical, entry) = guard(start, &token, deadline).await?;
+        let run = || async {
+            let stream =
+                datafusion::physical_plan::execute_stream(Arc::clone(&physical), state.task_ctx())?;
+            Ok(guarded_stream(stream, token.clone(), deadline))
+        };
+        let batches = match (cache, entry) {
+            (Some(c), Some(entry)) => {
+                let (got, hit) = guard(
+                    c.get_or_run(&entry, memo, Arc::clone(&schema), run),
+                    &token,
+                    deadline,
+                )
+                .await?;
+                self.last_cache_hit.store(hit, Ordering::Relaxed);
+                got
+            }
+            _ => run().await?,
+        };
+        Ok(rows(batches))
+    }
+
+    /// The state queries are planned in: the session's, without the rollup rule after
+    /// `SET biproxy.rollups = off` (to compare a rollup's answer with the copy's).
+    fn planning_state(&self) -> datafusion::execution::SessionState {
+        let state = self.ctx.state();
+        if !self.switched_off("biproxy.rollups") {
+            return state;
+        }
+        let rules = state
+            .optimizers()
+            .iter()
+            .filter(|r| r.name() != "use_rollups")
+            .cloned()
+            .collect();
+        datafusion::execution::SessionStateBuilder::new_from_existing(state)
+            .with_optimizer_rules(rules)
+            .build()
+    }
+
+    /// The datasets `plan` reads, with their result-cache TTLs.
+    fn dataset_ttls(
+        &self,
+        plan: &datafusion::logical_expr::LogicalPlan,
+    ) -> Vec<(String, Option<Duration>)> {
+        crate::audit::datasets_in(plan, &self.workspace.datasets)
+            .into_iter()
+            .map(|name| {
+                let ttl = self
+                    .workspace
+                    .datasets
+                    .iter()
+                    .find(|d| d.name == name)
+                    .and_then(|d| d.cache_ttl);
+                (name, ttl)
+            })
+            .collect()
     }
 
     fn start_query(&self) -> CancellationToken {

@@ -182,6 +182,9 @@ impl ExtendedQueryHandler for Connection {
             .execute(prepared, params)
             .await
             .map_err(|e| super::audited(audit.take(), e))?;
+        if let Some(a) = audit.as_mut() {
+            a.cache_hit = session.last_cache_hit();
+        }
         Ok(encode::respond(
             &prepared.command,
             crate::audit::track(outcome, audit),

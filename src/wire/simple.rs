@@ -73,11 +73,16 @@ impl Connection {
             .execute(&prepared, ParamValues::List(Vec::new()))
             .await
         {
-            Ok(outcome) => encode::respond(
-                &prepared.command,
-                crate::audit::track(outcome, audit),
-                &Format::UnifiedText,
-            ),
+            Ok(outcome) => {
+                if let Some(a) = audit.as_mut() {
+                    a.cache_hit = session.last_cache_hit();
+                }
+                encode::respond(
+                    &prepared.command,
+                    crate::audit::track(outcome, audit),
+                    &Format::UnifiedText,
+                )
+            }
             Err(e) => Err(super::audited(audit, e)),
         }
     }

@@ -10,10 +10,13 @@
 //! lakes in `lake`; the TPC-H differential suite (`tests/tpch/`) in `tpch`; SQL Server's
 //! generated SQL (golden `tests/tpch/sqlserver/`) in `sqlserver`; row policies, roles and
 //! grants (adversarial queries against hand-filtered raw data) in `security`; signed-token
-//! logins in `tokens`.
+//! logins in `tokens`; the result cache in `cache`; accelerated datasets and rollups in
+//! `accel`.
 //! Golden SQL files go in `tests/slt/*.slt` (run by `slt`; `BIPROXY_SLT_COMPLETE=1`
 //! rewrites their expected output for review).
 
+mod accel;
+mod cache;
 mod cancel;
 mod catalog;
 mod cli;

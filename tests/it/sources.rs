@@ -238,6 +238,9 @@ async fn busy_pool_timeout_and_cancel_reach_the_source() {
     )
     .await;
     let client = server.connect("alice").await;
+    // The pool is the point here: with the result cache, alice's query would wait for
+    // bob's identical one instead of for a connection.
+    rows(&client, "SET biproxy.cache = off").await;
     // Hold a lock so the pushed statement waits on PostgreSQL.
     let locker = shop.db.pg().await;
     locker
@@ -246,6 +249,7 @@ async fn busy_pool_timeout_and_cancel_reach_the_source() {
         .expect("lock");
     let blocked = {
         let other = server.connect("bob").await;
+        rows(&other, "SET biproxy.cache = off").await;
         tokio::spawn(async move { other.simple_query("SELECT count(*) FROM pg_orders").await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -1,6 +1,7 @@
 //! Test fixtures: a real biproxy on an ephemeral port, the demo data generated once per
 //! run, and clients that connect over a real socket.
 
+pub(crate) mod admin;
 pub(crate) mod databases;
 
 use std::net::SocketAddr;
@@ -60,6 +61,8 @@ pub(crate) fn demo_config_text(server_extra: &str) -> String {
 pub(crate) struct TestServer {
     /// Where it listens.
     pub(crate) addr: SocketAddr,
+    /// Where its admin interface listens, if the config has `[admin]`.
+    pub(crate) admin: Option<SocketAddr>,
     stop: CancellationToken,
 }
 
@@ -82,13 +85,14 @@ impl TestServer {
             runtime.block_on(async move {
                 let server = Server::bind(config).await.expect("server starts");
                 let addr = server.local_addr().expect("bound address");
+                let admin = server.admin_addr();
                 let stop = server.shutdown_token();
-                let _ = tx.send((addr, stop));
+                let _ = tx.send((addr, admin, stop));
                 server.run().await;
             });
         });
-        let (addr, stop) = rx.await.expect("server thread reports its address");
-        TestServer { addr, stop }
+        let (addr, admin, stop) = rx.await.expect("server thread reports its address");
+        TestServer { addr, admin, stop }
     }
 
     /// A libpq-style connection string.
