@@ -100,33 +100,28 @@ pub struct Acceleration {
 }
 
 impl Acceleration {
-    /// The acceleration of `dataset` (whose definition is `source`) in `workspace`,
-    /// swapped into `public` when ready; `state` runs the extract (it pushes work to the
-    /// source as any query does).
-    #[allow(clippy::too_many_arguments)]
+    /// The acceleration of `dataset` of `ws`, rebuilt every `refresh_every` (or only on
+    /// demand) with `rollups`. Copies are read with the workspace's state, so the read
+    /// is pushed to the source as any query is, and swapped into its shared `public`.
     pub fn new(
-        workspace: &str,
-        dataset: &str,
-        source: LogicalPlan,
-        state: SessionState,
-        public: Arc<DatasetSchema>,
-        cache: Option<Arc<ResultCache>>,
+        ws: &crate::semantic::Workspace,
+        dataset: &crate::semantic::Dataset,
         refresh_every: Option<Duration>,
         rollups: Vec<rollup::RollupDef>,
     ) -> Acceleration {
         Acceleration {
-            workspace: workspace.to_owned(),
-            dataset: dataset.to_owned(),
+            workspace: ws.name.clone(),
+            dataset: dataset.name.clone(),
             status: Mutex::new(Status {
-                workspace: workspace.to_owned(),
-                dataset: dataset.to_owned(),
+                workspace: ws.name.clone(),
+                dataset: dataset.name.clone(),
                 state: "loading",
                 ..Status::default()
             }),
-            source,
-            state,
-            public,
-            cache,
+            source: dataset.table.plan().clone(),
+            state: ws.state.clone(),
+            public: Arc::clone(&ws.public),
+            cache: ws.cache.clone(),
             refresh_every,
             rollups,
             running: tokio::sync::Mutex::new(()),

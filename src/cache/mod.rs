@@ -69,6 +69,29 @@ pub struct Cacheable {
     datasets: Vec<String>,
 }
 
+/// What the memo remembers of a statement: its entry, and the column names clients saw.
+#[derive(Debug)]
+struct Memo {
+    key: Arc<str>,
+    columns: Vec<String>,
+}
+
+/// A hit found before planning: the rows, the column names and the datasets read.
+#[derive(Debug)]
+pub struct MemoHit {
+    /// The result.
+    pub result: Arc<CachedResult>,
+    /// Column names as the statement named them.
+    pub columns: Vec<String>,
+}
+
+impl MemoHit {
+    /// The datasets the result was read from (for the audit log).
+    pub fn datasets(&self) -> &[String] {
+        &self.result.datasets
+    }
+}
+
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct CacheStats {
@@ -103,7 +126,7 @@ enum FillError {
 pub struct ResultCache {
     config: CacheConfig,
     entries: Cache<Arc<str>, Arc<CachedResult>>,
-    memo: Cache<Arc<str>, Arc<str>>,
+    memo: Cache<Arc<str>, Arc<Memo>>,
     versions: Mutex<HashMap<(String, String), u64>>,
     generation: AtomicU64,
     /// Hit, miss and bypass counts.
@@ -181,13 +204,14 @@ impl ResultCache {
     }
 
     /// The result a statement led to before, if it is still held.
-    pub async fn lookup(&self, session_key: &Arc<str>) -> Option<Arc<CachedResult>> {
-        let key = self.memo.get(session_key).await?;
-        let hit = self.entries.get(&key).await;
-        if hit.is_some() {
-            self.stats.hits.fetch_add(1, Ordering::Relaxed);
-        }
-        hit
+    pub async fn lookup(&self, session_key: &Arc<str>) -> Option<MemoHit> {
+        let memo = self.memo.get(session_key).await?;
+        let result = self.entries.get(&memo.key).await?;
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        Some(MemoHit {
+            result,
+            columns: memo.columns.clone(),
+        })
     }
 
     /// Whether and how an optimized plan can be cached. `datasets` are the datasets it
@@ -240,7 +264,7 @@ impl ResultCache {
     pub async fn get_or_run<F, Fut>(
         &self,
         entry: &Cacheable,
-        session_key: Option<Arc<str>>,
+        memo: Option<(Arc<str>, &[String])>,
         schema: SchemaRef,
         run: F,
     ) -> Result<(BatchStream, bool), Error>
@@ -250,7 +274,7 @@ impl ResultCache {
     {
         if let Some(hit) = self.entries.get(&entry.key).await {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            self.remember(session_key, entry).await;
+            self.remember(memo, entry).await;
             return Ok((hit.stream(), true));
         }
         let mut ran = false;
@@ -293,7 +317,7 @@ impl ResultCache {
                 } else {
                     self.stats.collapsed.fetch_add(1, Ordering::Relaxed);
                 }
-                self.remember(session_key, entry).await;
+                self.remember(memo, entry).await;
                 Ok((result.stream(), !ran))
             }
             Err(_) if ran => {
@@ -316,9 +340,13 @@ impl ResultCache {
         }
     }
 
-    async fn remember(&self, session_key: Option<Arc<str>>, entry: &Cacheable) {
-        if let Some(k) = session_key {
-            self.memo.insert(k, Arc::clone(&entry.key)).await;
+    async fn remember(&self, memo: Option<(Arc<str>, &[String])>, entry: &Cacheable) {
+        if let Some((k, columns)) = memo {
+            let memo = Memo {
+                key: Arc::clone(&entry.key),
+                columns: columns.to_vec(),
+            };
+            self.memo.insert(k, Arc::new(memo)).await;
         }
     }
 
@@ -371,17 +399,19 @@ fn compact(batch: RecordBatch) -> (RecordBatch, usize) {
     if full <= needed.saturating_add(needed / 2).saturating_add(4096) {
         return (batch, full);
     }
-    let columns = batch
+    let copy = |c: &datafusion::arrow::array::ArrayRef| {
+        let data = c.to_data();
+        let mut copy = MutableArrayData::new(vec![&data], false, c.len());
+        copy.try_extend(0, 0, c.len())
+            .map(|()| make_array(copy.freeze()))
+    };
+    let copied = batch
         .columns()
         .iter()
-        .map(|c| {
-            let data = c.to_data();
-            let mut copy = MutableArrayData::new(vec![&data], false, c.len());
-            copy.extend(0, 0, c.len());
-            make_array(copy.freeze())
-        })
-        .collect();
-    match RecordBatch::try_new(batch.schema(), columns) {
+        .map(copy)
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|columns| RecordBatch::try_new(batch.schema(), columns));
+    match copied {
         Ok(copied) => {
             let size = copied.get_array_memory_size();
             (copied, size)

@@ -307,7 +307,7 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
         workspace.members = members(config, ws);
         workspace.token_role = ws.token_role;
         workspace.cache.clone_from(&cache);
-        match accelerate(config, &workspace, &cache) {
+        match accelerate(config, &workspace) {
             Ok(found) => accelerations.all.extend(found),
             Err(found) => errors.extend(found),
         }
@@ -361,7 +361,6 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
 fn accelerate(
     config: &Config,
     ws: &Workspace,
-    cache: &Option<Arc<crate::cache::ResultCache>>,
 ) -> Result<Vec<Arc<crate::accel::Acceleration>>, Vec<ConfigError>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
@@ -400,12 +399,8 @@ fn accelerate(
             }
         }
         out.push(Arc::new(crate::accel::Acceleration::new(
-            &ws.name,
-            &dataset.name,
-            dataset.table.plan().clone(),
-            ws.state.clone(),
-            Arc::clone(&ws.public),
-            cache.clone(),
+            ws,
+            dataset,
             accel.refresh,
             rollups,
         )));

@@ -111,6 +111,27 @@ impl Session {
         self.workspace.cache.as_ref().filter(|_| !off)
     }
 
+    /// The cached answer to a statement without parameters that this session's principal
+    /// ran before, found without planning it (the simple protocol's fast path).
+    pub async fn cached(&self, sql: &str) -> Option<(Outcome, Vec<String>)> {
+        let cache = self.cache()?;
+        let key = cache.session_key(
+            &self.workspace.name,
+            &self.principal,
+            sql,
+            &ParamValues::List(Vec::new()),
+        );
+        let hit = cache.lookup(&key).await?;
+        self.last_cache_hit.store(true, Ordering::Relaxed);
+        let datasets = hit.datasets().to_vec();
+        let outcome = Outcome::Rows {
+            schema: Arc::clone(&hit.result.schema),
+            batches: hit.result.stream(),
+            columns: hit.columns,
+        };
+        Some((outcome, datasets))
+    }
+
     /// Whether the session set `name` to `off` (or `false`, `0`).
     fn switched_off(&self, name: &str) -> bool {
         self.settings()
@@ -222,7 +243,7 @@ impl Session {
         if let (Some(c), Some(key)) = (cache, &memo) {
             if let Some(hit) = c.lookup(key).await {
                 self.last_cache_hit.store(true, Ordering::Relaxed);
-                return Ok(rows(hit.stream()));
+                return Ok(rows(hit.result.stream()));
             }
         }
         let plan = if prepared.param_types.is_empty() {
@@ -254,6 +275,7 @@ impl Session {
         };
         let batches = match (cache, entry) {
             (Some(c), Some(entry)) => {
+                let memo = memo.map(|k| (k, prepared.columns.as_slice()));
                 let (got, hit) = guard(
                     c.get_or_run(&entry, memo, Arc::clone(&schema), run),
                     &token,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::support::admin::{request, wait_ready};
 use crate::support::databases::Databases;
-use crate::support::{demo_config_text, rows, sqlstate, try_rows, TestServer};
+use crate::support::{demo_config_text, explain, rows, sqlstate, try_rows, TestServer};
 
 /// The demo config with the `sales` dataset accelerated and given two rollups.
 fn accelerated_demo() -> biproxy::config::Config {
@@ -56,15 +56,6 @@ async fn facts_server() -> (Databases, TestServer) {
     let server = TestServer::with_config(config).await;
     wait_ready(server.admin.unwrap(), 1).await;
     (db, server)
-}
-
-async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
-    rows(client, &format!("EXPLAIN {sql}"))
-        .await
-        .into_iter()
-        .map(|r| r.join(" "))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test]
@@ -293,4 +284,40 @@ async fn rollups_and_the_copy_give_exactly_the_rows_of_the_source() {
         plan.contains("rollup by_day") && plan.contains("East"),
         "{plan}"
     );
+}
+
+#[tokio::test]
+async fn until_the_first_copy_is_ready_the_source_answers() {
+    let db = Databases::create().await;
+    // Reading the view takes a second, so the first copy is not ready at once.
+    db.pg()
+        .await
+        .batch_execute(
+            "CREATE TABLE t (id int);
+             INSERT INTO t SELECT g FROM generate_series(1, 100) g;
+             CREATE VIEW slow AS SELECT t.id FROM t, (SELECT pg_sleep(1)) AS s;",
+        )
+        .await
+        .unwrap();
+    let text = format!(
+        "{}\n{}\n[[dataset]]\nworkspace = \"demo\"\nname = \"slow\"\nsource = \"pg\"\ntable = \"slow\"\n\
+         cache_ttl = \"0\"\n[dataset.acceleration]\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        demo_config_text(""),
+        db.sources_toml("pg", "my", "")
+    );
+    let config = biproxy::config::parse(&text, "slow.toml", std::path::Path::new(".")).unwrap();
+    let server = TestServer::with_config(config).await;
+    let client = server.connect("carol").await;
+    let q = "SELECT count(*), sum(id) FROM slow";
+    let before = explain(&client, q).await;
+    assert!(
+        before.contains("base_sql"),
+        "the source answers while loading: {before}"
+    );
+    assert_eq!(rows(&client, q).await, vec![vec!["100", "5050"]]);
+    let status = wait_ready(server.admin.unwrap(), 1).await;
+    assert_eq!(status[0]["rows"], 100);
+    let after = explain(&client, q).await;
+    assert!(after.contains("slow (accelerated copy v1)"), "{after}");
+    assert_eq!(rows(&client, q).await, vec![vec!["100", "5050"]]);
 }

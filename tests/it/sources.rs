@@ -9,7 +9,7 @@ use mysql_async::prelude::Queryable;
 use tokio_postgres::NoTls;
 
 use crate::support::databases::Databases;
-use crate::support::{demo_config_text, rows, sqlstate, table, TestServer};
+use crate::support::{demo_config_text, explain, rows, sqlstate, table, TestServer};
 
 /// A PostgreSQL and a MariaDB database with a small shop in them.
 struct Shop {
@@ -63,16 +63,6 @@ impl Shop {
         config::parse(&text, "sources.toml", std::path::Path::new("."))
             .unwrap_or_else(|e| panic!("test config: {e}"))
     }
-}
-
-/// The physical plan lines of `EXPLAIN sql`.
-async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
-    rows(client, &format!("EXPLAIN {sql}"))
-        .await
-        .into_iter()
-        .map(|r| r.join(" "))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test]

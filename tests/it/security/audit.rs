@@ -35,18 +35,25 @@ async fn the_audit_log_has_one_line_per_statement() {
         .await
         .expect_err("no such column");
     assert_eq!(sqlstate(&err), "42703");
+    // Asked again: answered from the result cache, and logged as such.
+    assert_eq!(rows(&client, "SELECT count(*) FROM sales").await, east);
+    let again = client
+        .query("SELECT order_id FROM sales WHERE order_id <= $1", &[&3_i64])
+        .await
+        .expect("extended query");
+    assert_eq!(again.len(), typed.len());
     let text = std::fs::read_to_string(&path).expect("the audit log");
     let _ = std::fs::remove_file(&path);
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
-    assert_eq!(lines.len(), 4, "{text}");
-    for line in &lines {
+    assert_eq!(lines.len(), 6, "{text}");
+    for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["user"], "alice");
         assert_eq!(line["workspace"], "demo");
         assert_eq!(line["application_name"], "audit-test");
-        assert_eq!(line["cache_hit"], false);
+        assert_eq!(line["cache_hit"], i >= 4, "{line}");
         assert!(
             line["client"].as_str().unwrap().starts_with("127.0.0.1:"),
             "{line}"
@@ -71,4 +78,10 @@ async fn the_audit_log_has_one_line_per_statement() {
     assert_eq!(lines[3]["statement"], "SELECT secret FROM sales");
     assert_eq!(lines[3]["outcome"], "error");
     assert_eq!(lines[3]["sqlstate"], "42703");
+    for hit in &lines[4..] {
+        assert_eq!(hit["datasets"], serde_json::json!(["sales"]), "{hit}");
+        assert_eq!(hit["outcome"], "ok", "{hit}");
+    }
+    assert_eq!(lines[4]["rows"], 1);
+    assert_eq!(lines[5]["rows"], typed.len() as u64);
 }

@@ -244,3 +244,13 @@ pub(crate) fn table<const N: usize>(rows: &[[&str; N]]) -> Vec<Vec<String>> {
         .map(|r| r.iter().map(|c| (*c).to_owned()).collect())
         .collect()
 }
+
+/// The plan lines of `EXPLAIN sql`, one per line.
+pub(crate) async fn explain(client: &Client, sql: &str) -> String {
+    rows(client, &format!("EXPLAIN {sql}"))
+        .await
+        .into_iter()
+        .map(|r| r.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
