@@ -499,8 +499,13 @@ fn reaggregate(
     let Some(arg) = substitute(&params.args[0], columns)? else {
         return Ok(None);
     };
+    // Type coercion may have cast the column (`sum(CAST(quantity AS Int64))`); the
+    // rollup's part was coerced the same way when it was built.
     let column = match &arg {
         Expr::Column(c) => Some(c.name.clone()),
+        Expr::Cast(c) if matches!(c.expr.as_ref(), Expr::Column(_)) => {
+            c.expr.column_refs().iter().next().map(|c| c.name.clone())
+        }
         Expr::Literal(v, _) if !v.is_null() && func.name() == "count" => None,
         _ => return Ok(None),
     };
@@ -552,4 +557,75 @@ fn restore_schema(plan: LogicalPlan, schema: &DFSchemaRef) -> DfResult<LogicalPl
         exprs.push(e.alias_qualified(q.cloned(), field.name()));
     }
     LogicalPlanBuilder::from(plan).project(exprs)?.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn a_finer_granularity_determines_only_what_it_nests_in() {
+        use Granularity::{Day, Hour, Month, Quarter, Week, Year};
+        assert!(derivable(Month, Day) && derivable(Week, Day) && derivable(Year, Quarter));
+        assert!(derivable(Day, Hour));
+        // A week can straddle two months, quarters or years.
+        assert!(!derivable(Month, Week) && !derivable(Year, Week));
+        assert!(!derivable(Day, Month) && !derivable(Month, Month));
+    }
+
+    #[test]
+    fn a_rollup_keeps_the_granularities_its_dimensions_determine() {
+        let schema = Arc::new(Schema::new(
+            ["region", "amount", "d_day", "d_week", "d_month", "d_year"]
+                .map(|n| Field::new(n, DataType::Utf8, true))
+                .to_vec(),
+        ));
+        let grans: Vec<(String, Granularity, String)> = [
+            (Granularity::Day, "d_day"),
+            (Granularity::Week, "d_week"),
+            (Granularity::Month, "d_month"),
+            (Granularity::Year, "d_year"),
+        ]
+        .into_iter()
+        .map(|(g, c)| ("d".to_owned(), g, c.to_owned()))
+        .collect();
+        let measures = crate::config::parse(
+            "[[source]]\nname = \"l\"\nkind = \"lake\"\npath = \".\"\n[[workspace]]\nname = \"w\"\n\
+             [[dataset]]\nworkspace = \"w\"\nname = \"t\"\nsource = \"l\"\ntable = \"t\"\n\
+             [dataset.acceleration]\n\
+             [[dataset.measure]]\nname = \"revenue\"\nagg = \"sum\"\ncolumn = \"amount\"\n\
+             [[dataset.measure]]\nname = \"n\"\nagg = \"count\"\n\
+             [[dataset.measure]]\nname = \"per\"\nexpr = \"MEASURE(revenue) / MEASURE(n)\"\n",
+            "t.toml",
+            std::path::Path::new("."),
+        )
+        .unwrap()
+        .datasets[0]
+            .measures
+            .clone();
+        let config = RollupConfig {
+            name: "r".into(),
+            dimensions: vec!["region".into(), "d_month".into()],
+            measures: vec!["per".into()],
+            origin: crate::config::Origin {
+                file: "t.toml".into(),
+                line: 1,
+            },
+        };
+        let def = RollupDef::resolve(&config, &schema, &measures, &grans).unwrap();
+        assert_eq!(def.columns, ["region", "d_month", "d_year"]);
+        let parts: Vec<(Aggregation, Option<&str>)> = def
+            .parts
+            .iter()
+            .map(|p| (p.agg, p.column.as_deref()))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                (Aggregation::Sum, Some("amount")),
+                (Aggregation::Count, None)
+            ]
+        );
+    }
 }

@@ -178,8 +178,8 @@ pub fn datasets_in(plan: &LogicalPlan, datasets: &[crate::semantic::Dataset]) ->
     let mut found = Vec::new();
     let _ = plan.apply_with_subqueries(|p| {
         // A dataset is a view: planned, it is its own plan under an alias of its name.
+        // (A scan is a source's table, which may share a dataset's name.)
         let name = match p {
-            LogicalPlan::TableScan(scan) => Some(scan.table_name.table()),
             LogicalPlan::SubqueryAlias(alias) => Some(alias.alias.table()),
             _ => None,
         };

@@ -8,10 +8,7 @@ use crate::support::databases::Databases;
 use crate::support::{demo_config_text, direct, rows, TestServer};
 
 fn config(extra: &str) -> biproxy::config::Config {
-    let text = format!(
-        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra}",
-        demo_config_text("")
-    );
+    let text = format!("{}\n{extra}", demo_config_text(""));
     biproxy::config::parse(&text, "cache.toml", std::path::Path::new(".")).expect("valid config")
 }
 
@@ -163,8 +160,7 @@ async fn concurrent_identical_queries_run_once_on_the_source() {
         .await
         .unwrap();
     let text = format!(
-        "{}\n{}\n[[dataset]]\nworkspace = \"demo\"\nname = \"probe\"\nsource = \"pg\"\ntable = \"probe\"\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\n",
+        "{}\n{}\n[[dataset]]\nworkspace = \"demo\"\nname = \"probe\"\nsource = \"pg\"\ntable = \"probe\"\n",
         demo_config_text(""),
         db.sources_toml("pg", "my", "")
     );
@@ -219,5 +215,27 @@ async fn concurrent_identical_queries_run_once_on_the_source() {
         metric(admin, "biproxy_cache_collapsed_total").await
             + metric(admin, "biproxy_cache_hits_total").await,
         7.0
+    );
+}
+
+#[tokio::test]
+async fn a_source_table_named_like_another_dataset_does_not_borrow_its_ttl() {
+    // `sales` reads the lake's table `orders`; a dataset named `orders` is never cached.
+    // Only `sales`'s own TTL applies to queries on `sales`.
+    let server = TestServer::with_config(config(
+        "[[dataset]]\nworkspace = \"demo\"\nname = \"orders\"\nsource = \"demo_lake\"\n\
+         table = \"orders\"\ncache_ttl = \"0\"\n",
+    ))
+    .await;
+    let carol = server.connect("carol").await;
+    let q = "SELECT count(*) FROM sales";
+    assert_eq!(rows(&carol, q).await, rows(&carol, q).await);
+    assert_eq!(counts(&server).await, (1.0, 1.0));
+    let o = "SELECT count(*) FROM orders";
+    assert_eq!(rows(&carol, o).await, rows(&carol, o).await);
+    assert_eq!(
+        counts(&server).await,
+        (1.0, 1.0),
+        "orders has cache_ttl = 0"
     );
 }
