@@ -43,6 +43,7 @@ pub(crate) fn demo_config(server_extra: &str) -> Config {
 pub(crate) fn demo_config_text(server_extra: &str) -> String {
     config::DEMO_CONFIG
         .replace("listen = \"127.0.0.1:15432\"", "listen = \"127.0.0.1:0\"")
+        .replace("listen = \"127.0.0.1:15433\"", "listen = \"127.0.0.1:0\"")
         .replace(
             "statement_timeout = \"0\"",
             &format!("statement_timeout = \"0\"\n{server_extra}"),
