@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::ResultCache;
 use crate::catalog::datasets::DatasetSchema;
+use crate::config::{Config, ConfigError};
 use crate::semantic::DatasetTable;
 
 /// Why a refresh failed (the old copy, if any, keeps serving).
@@ -269,6 +270,65 @@ fn partitions(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
         parts[i % n].push(b);
     }
     parts
+}
+
+/// The accelerations of `ws`'s datasets that declare one, their rollups resolved against
+/// each dataset's columns and measures (datasets whose source is down at start-up are
+/// served from the source when it returns, unaccelerated until a restart).
+///
+/// # Errors
+/// Every rollup that names a column or measure the dataset lacks, with file and line.
+pub fn for_workspace(
+    config: &Config,
+    ws: &crate::semantic::Workspace,
+) -> Result<Vec<Arc<Acceleration>>, Vec<ConfigError>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for d in config.datasets.iter().filter(|d| d.workspace == ws.name) {
+        let (Some(accel), Some(dataset)) = (
+            d.acceleration.as_ref(),
+            ws.datasets.iter().find(|x| x.name == d.name.to_lowercase()),
+        ) else {
+            continue;
+        };
+        let schema = dataset.table.schema();
+        let granularities: Vec<(String, crate::config::Granularity, String)> = d
+            .dimensions
+            .iter()
+            .filter(|dim| matches!(dim.kind, crate::config::DimensionKind::Time(_)))
+            .flat_map(|dim| {
+                crate::config::Granularity::ALL.into_iter().filter_map(|g| {
+                    let column = format!("{}_{}", dim.name, g.name());
+                    schema
+                        .field_with_name(&column)
+                        .is_ok()
+                        .then(|| (dim.name.clone(), g, column))
+                })
+            })
+            .collect();
+        let mut rollups = Vec::new();
+        for r in &d.rollups {
+            match rollup::RollupDef::resolve(r, &schema, &d.measures, &granularities) {
+                Ok(def) => rollups.push(def),
+                Err(m) => errors.push(ConfigError::at(
+                    &r.origin,
+                    format!("dataset \"{}\".rollup \"{}\"", d.name, r.name),
+                    m,
+                )),
+            }
+        }
+        out.push(Arc::new(Acceleration::new(
+            ws,
+            dataset,
+            accel.refresh,
+            rollups,
+        )));
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Every accelerated dataset of the server.

@@ -30,7 +30,6 @@ use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     cast, col, lit, Aggregate, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder,
-    TableProviderFilterPushDown,
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_plan::ExecutionPlan;
@@ -242,16 +241,6 @@ impl TableProvider for Extract {
 
     fn table_type(&self) -> TableType {
         TableType::Base
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![
-            TableProviderFilterPushDown::Unsupported;
-            filters.len()
-        ])
     }
 
     async fn scan(

@@ -307,7 +307,7 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
         workspace.members = members(config, ws);
         workspace.token_role = ws.token_role;
         workspace.cache.clone_from(&cache);
-        match accelerate(config, &workspace) {
+        match crate::accel::for_workspace(config, &workspace) {
             Ok(found) => accelerations.all.extend(found),
             Err(found) => errors.extend(found),
         }
@@ -354,62 +354,6 @@ pub async fn build(config: &Config, generate_demo: bool) -> Result<Model, ModelE
         cache,
         accelerations,
     })
-}
-
-/// The accelerations of `ws`'s datasets that declare one (datasets whose source is down
-/// at start-up are served from the source when it returns, unaccelerated until a restart).
-fn accelerate(
-    config: &Config,
-    ws: &Workspace,
-) -> Result<Vec<Arc<crate::accel::Acceleration>>, Vec<ConfigError>> {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    for d in config.datasets.iter().filter(|d| d.workspace == ws.name) {
-        let (Some(accel), Some(dataset)) = (
-            d.acceleration.as_ref(),
-            ws.datasets.iter().find(|x| x.name == d.name.to_lowercase()),
-        ) else {
-            continue;
-        };
-        let schema = dataset.table.schema();
-        let granularities: Vec<(String, crate::config::Granularity, String)> = d
-            .dimensions
-            .iter()
-            .filter(|dim| matches!(dim.kind, crate::config::DimensionKind::Time(_)))
-            .flat_map(|dim| {
-                crate::config::Granularity::ALL.into_iter().filter_map(|g| {
-                    let column = format!("{}_{}", dim.name, g.name());
-                    schema
-                        .field_with_name(&column)
-                        .is_ok()
-                        .then(|| (dim.name.clone(), g, column))
-                })
-            })
-            .collect();
-        let mut rollups = Vec::new();
-        for r in &d.rollups {
-            match crate::accel::rollup::RollupDef::resolve(r, &schema, &d.measures, &granularities)
-            {
-                Ok(def) => rollups.push(def),
-                Err(m) => errors.push(ConfigError::at(
-                    &r.origin,
-                    format!("dataset \"{}\".rollup \"{}\"", d.name, r.name),
-                    m,
-                )),
-            }
-        }
-        out.push(Arc::new(crate::accel::Acceleration::new(
-            ws,
-            dataset,
-            accel.refresh,
-            rollups,
-        )));
-    }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
 }
 
 /// Open every source, generating demo data first where configured (and allowed). A
