@@ -48,7 +48,20 @@ impl QueryPlanner for PushdownPlanner {
         state: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let plan = push_down(plan.clone())?;
+        if let Some(node) = whole_statement(&plan) {
+            // The source runs all of it: nothing is left for DataFusion's physical
+            // planner and optimizer passes to do, and a point query should not pay them.
+            return node.planner.plan_federation(node, state).await;
+        }
         self.inner.create_physical_plan(&plan, state).await
+    }
+}
+
+/// The statement a plan consists of, when a source runs the whole plan.
+fn whole_statement(plan: &LogicalPlan) -> Option<&FederatedPlanNode> {
+    match plan {
+        LogicalPlan::Extension(e) => e.node.as_any().downcast_ref::<FederatedPlanNode>(),
+        _ => None,
     }
 }
 
@@ -70,7 +83,7 @@ pub fn push_down(plan: LogicalPlan) -> Result<LogicalPlan> {
     }
     let (plan, remote) = visit(plan)?;
     match remote {
-        Some(r) => federate(plan, &r),
+        Some(r) => federate_writable(plan, &r),
         None => Ok(plan),
     }
 }
@@ -91,7 +104,9 @@ fn has_remote_scan(plan: &LogicalPlan) -> bool {
     found
 }
 
-/// Rewrite `plan`'s pushable parts; returns it with the source it could run on as a whole.
+/// Rewrite `plan`'s pushable parts; returns it with the source whose dialect can run it as
+/// a whole. Whether the SQL generator can write it is asked once, of the largest such
+/// subtree ([`federate_writable`]), not of every node on the way up.
 fn visit(plan: LogicalPlan) -> Result<(LogicalPlan, Option<Remote>)> {
     if let LogicalPlan::TableScan(scan) = &plan {
         // A database table offers no filter pushdown of its own, so its scan is a plain
@@ -110,7 +125,7 @@ fn visit(plan: LogicalPlan) -> Result<(LogicalPlan, Option<Remote>)> {
         plan.map_subqueries(|sub| {
             let (p, r) = visit(sub)?;
             Ok(Transformed::yes(match r {
-                Some(r) => federate(p, &r)?,
+                Some(r) => federate_writable(p, &r)?,
                 None => p,
             }))
         })?
@@ -122,22 +137,37 @@ fn visit(plan: LogicalPlan) -> Result<(LogicalPlan, Option<Remote>)> {
     let visited = inputs.into_iter().map(visit).collect::<Result<Vec<_>>>()?;
     let common = common_remote(&visited);
     if let Some(r) = common.filter(|r| !has_subquery && dialect::can_run(r.engine, &plan)) {
-        if Unparser::new(r.executor.dialect().as_ref())
-            .plan_to_sql(&plan)
-            .is_ok()
-        {
-            return Ok((plan, Some(r)));
-        }
+        return Ok((plan, Some(r)));
     }
     let inputs = visited
         .into_iter()
         .map(|(p, r)| match r {
-            Some(r) => federate(p, &r),
+            Some(r) => federate_writable(p, &r),
             None => Ok(p),
         })
         .collect::<Result<Vec<_>>>()?;
     let exprs = plan.expressions();
     Ok((plan.with_new_exprs(exprs, inputs)?, None))
+}
+
+/// Send a subtree that `remote`'s dialect can run as one statement, if the SQL generator
+/// can write it; otherwise run its top node here and try each input the same way.
+fn federate_writable(plan: LogicalPlan, remote: &Remote) -> Result<LogicalPlan> {
+    let writable = matches!(plan, LogicalPlan::TableScan(_))
+        || Unparser::new(remote.executor.dialect().as_ref())
+            .plan_to_sql(&plan)
+            .is_ok();
+    if writable {
+        return federate(plan, remote);
+    }
+    let inputs = plan
+        .inputs()
+        .into_iter()
+        .cloned()
+        .map(|p| federate_writable(p, remote))
+        .collect::<Result<Vec<_>>>()?;
+    let exprs = plan.expressions();
+    plan.with_new_exprs(exprs, inputs)
 }
 
 /// The one source every input runs on, if there is one.
