@@ -31,7 +31,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::ParamValues;
 use datafusion::datasource::source_as_provider;
-use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use futures::StreamExt;
 use moka::future::Cache;
 
@@ -487,11 +487,7 @@ fn plan_key(plan: &LogicalPlan) -> Option<String> {
 /// Whether an expression node gives the same value for the same rows every time and for
 /// everyone.
 fn deterministic(e: &Expr) -> bool {
-    match e {
-        Expr::ScalarFunction(f) => f.func.signature().volatility == Volatility::Immutable,
-        Expr::Placeholder(_) | Expr::ScalarVariable(..) => false,
-        _ => true,
-    }
+    !matches!(e, Expr::Placeholder(_)) && crate::plan::computes_the_same(e)
 }
 
 #[cfg(test)]

@@ -13,9 +13,10 @@ pub mod pushdown;
 use std::collections::HashMap;
 
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::context::SQLOptions;
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::SessionContext;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::sql::parser::Statement as DfStatement;
 use std::ops::ControlFlow;
 
@@ -154,6 +155,17 @@ fn without_client_quirks(sql: &str) -> std::borrow::Cow<'_, str> {
     out
 }
 
+/// A query's plan optimized with its parameters still placeholders, made at its first
+/// execution and bound at every execution after.
+#[derive(Debug, Clone)]
+pub struct Generic {
+    /// The optimized plan.
+    pub plan: LogicalPlan,
+    /// Whether the rollup rule took part (`SET biproxy.rollups` can change between
+    /// executions; a statement run the other way is optimized anew).
+    pub rollups: bool,
+}
+
 /// A statement ready to execute: classified, and for queries, planned.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -167,14 +179,54 @@ pub struct Prepared {
     pub columns: Vec<String>,
     /// Parameter types inferred from the plan, by position (`$1` first).
     pub param_types: Vec<Option<DataType>>,
+    /// The generic optimized plan, once the first execution made it; `None` inside when
+    /// the plan cannot be reused (see [`Prepared::reusable`]).
+    pub generic: std::sync::OnceLock<Option<Generic>>,
 }
 
-/// Classify and, for queries, plan one statement in a session's context.
+impl Prepared {
+    /// Whether one optimized plan answers every execution: every parameter's type is
+    /// known, and nothing in the plan reads the clock (the optimizer folds `now()` to the
+    /// time it runs), a setting or a random number.
+    pub fn reusable(&self) -> bool {
+        let Some(plan) = &self.plan else {
+            return false;
+        };
+        if self.param_types.iter().any(Option::is_none) {
+            return false;
+        }
+        let mut immutable = true;
+        let _ = plan.apply_with_subqueries(|node| {
+            immutable &= node
+                .expressions()
+                .iter()
+                .all(|e| !e.exists(|x| Ok(!computes_the_same(x))).unwrap_or(true));
+            Ok(if immutable {
+                TreeNodeRecursion::Continue
+            } else {
+                TreeNodeRecursion::Stop
+            })
+        });
+        immutable
+    }
+}
+
+/// Whether an expression node gives the same value whenever and by whomever it is
+/// evaluated (given the same inputs): not a stable or volatile function, not a variable.
+pub fn computes_the_same(e: &Expr) -> bool {
+    match e {
+        Expr::ScalarFunction(f) => f.func.signature().volatility == Volatility::Immutable,
+        Expr::ScalarVariable(..) => false,
+        _ => true,
+    }
+}
+
+/// Classify and, for queries, plan one statement in a session's state.
 ///
 /// # Errors
 /// The classification or planning error, mapped to its SQLSTATE.
 pub async fn prepare(
-    ctx: &SessionContext,
+    state: &SessionState,
     datasets: &[crate::semantic::Dataset],
     stmt: Statement,
 ) -> Result<Prepared, Error> {
@@ -190,10 +242,10 @@ pub async fn prepare(
             command,
             plan: None,
             param_types: Vec::new(),
+            generic: std::sync::OnceLock::new(),
         });
     };
     let pg_names = names::pg_column_names(stmt);
-    let state = ctx.state();
     let plan = state
         .statement_to_plan(DfStatement::Statement(stmt.clone()))
         .await?;
@@ -215,6 +267,7 @@ pub async fn prepare(
         plan: Some(plan),
         columns,
         param_types,
+        generic: std::sync::OnceLock::new(),
     })
 }
 

@@ -16,8 +16,9 @@ use std::time::Duration;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ParamValues;
-use datafusion::execution::SendableRecordBatchStream;
-use datafusion::prelude::SessionContext;
+use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast::Statement;
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -53,7 +54,10 @@ pub struct Session {
     /// Who is connected, to which workspace.
     pub identity: Identity,
     workspace: Arc<Workspace>,
-    ctx: SessionContext,
+    planner: tokio::sync::Mutex<Planner>,
+    /// What every query of the session executes with (its functions and configuration),
+    /// built once rather than copied out of the planning state per query.
+    task: Arc<TaskContext>,
     settings: Arc<Mutex<Settings>>,
     current: Mutex<CancellationToken>,
     /// Who the session's plans are for, as the result cache's memo keys them.
@@ -89,10 +93,15 @@ impl Session {
             &public,
             raw,
         );
+        let state = ctx.state();
         Session {
             identity,
             workspace,
-            ctx,
+            task: state.task_ctx(),
+            planner: tokio::sync::Mutex::new(Planner {
+                state,
+                without_rollups: None,
+            }),
             settings,
             current: Mutex::new(CancellationToken::new()),
             principal,
@@ -139,9 +148,15 @@ impl Session {
             .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "off" | "false" | "0"))
     }
 
-    /// The DataFusion context queries of this session are planned in.
-    pub fn context(&self) -> &SessionContext {
-        &self.ctx
+    /// Classify and, for a query, plan one statement in this session (see
+    /// [`crate::plan::prepare`]).
+    ///
+    /// # Errors
+    /// The classification or planning error, with its SQLSTATE.
+    pub async fn prepare(&self, stmt: Statement) -> Result<Prepared, Error> {
+        let rollups = self.rollups();
+        let mut planner = self.planner.lock().await;
+        crate::plan::prepare(planner.state(rollups), &self.workspace.datasets, stmt).await
     }
 
     /// The datasets of the session's workspace.
@@ -246,31 +261,30 @@ impl Session {
                 return Ok(rows(hit.result.stream()));
             }
         }
-        let plan = if prepared.param_types.is_empty() {
-            plan
-        } else {
-            plan.with_param_values(params)?
-        };
         let token = self.start_query();
         let deadline = self
             .settings()
             .statement_timeout()
             .map(|t| Instant::now() + t);
-        let state = self.planning_state();
+        let rollups = self.rollups();
         let start = async {
-            let optimized = state.optimize(&plan)?;
+            let mut planner = self.planner.lock().await;
+            let state: &SessionState = planner.state(rollups);
+            let optimized = optimize(prepared, &plan, params, rollups, state)?;
             let entry =
                 cache.and_then(|c| c.cacheable(&self.workspace.name, &datasets, &optimized));
             let physical = state
                 .query_planner()
-                .create_physical_plan(&optimized, &state)
+                .create_physical_plan(&optimized, state)
                 .await?;
             Ok::<_, Error>((physical, entry))
         };
         let (physical, entry) = guard(start, &token, deadline).await?;
         let run = || async {
-            let stream =
-                datafusion::physical_plan::execute_stream(Arc::clone(&physical), state.task_ctx())?;
+            let stream = datafusion::physical_plan::execute_stream(
+                Arc::clone(&physical),
+                Arc::clone(&self.task),
+            )?;
             Ok(guarded_stream(stream, token.clone(), deadline))
         };
         let batches = match (cache, entry) {
@@ -290,22 +304,10 @@ impl Session {
         Ok(rows(batches))
     }
 
-    /// The state queries are planned in: the session's, without the rollup rule after
+    /// Whether the rollup rule plans this session's queries: off after
     /// `SET biproxy.rollups = off` (to compare a rollup's answer with the copy's).
-    fn planning_state(&self) -> datafusion::execution::SessionState {
-        let state = self.ctx.state();
-        if !self.switched_off("biproxy.rollups") {
-            return state;
-        }
-        let rules = state
-            .optimizers()
-            .iter()
-            .filter(|r| r.name() != "use_rollups")
-            .cloned()
-            .collect();
-        datafusion::execution::SessionStateBuilder::new_from_existing(state)
-            .with_optimizer_rules(rules)
-            .build()
+    fn rollups(&self) -> bool {
+        !self.switched_off("biproxy.rollups")
     }
 
     /// The datasets `plan` reads, with their result-cache TTLs.
@@ -332,6 +334,105 @@ impl Session {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = token.clone();
         token
     }
+}
+
+/// Where a session's statements are planned: its DataFusion state, reused from one
+/// statement to the next (a copy per statement would copy every function registry),
+/// behind a lock a session holds while it plans one statement.
+struct Planner {
+    state: SessionState,
+    /// The state without the rollup rule, made on the first `SET biproxy.rollups = off`.
+    without_rollups: Option<SessionState>,
+}
+
+impl Planner {
+    /// The state to plan the next statement in, with a fresh clock (what `now()` folds
+    /// to) and fresh generated names, as DataFusion gives every statement.
+    fn state(&mut self, rollups: bool) -> &mut SessionState {
+        let state = if rollups {
+            &mut self.state
+        } else {
+            let base = &self.state;
+            self.without_rollups.get_or_insert_with(|| {
+                let rules = base
+                    .optimizers()
+                    .iter()
+                    .filter(|r| r.name() != "use_rollups")
+                    .cloned()
+                    .collect();
+                datafusion::execution::SessionStateBuilder::new_from_existing(base.clone())
+                    .with_optimizer_rules(rules)
+                    .build()
+            })
+        };
+        state.mark_start_execution();
+        state
+    }
+}
+
+/// The optimized plan of `prepared` with `params` bound. A statement whose plan reads no
+/// clock, setting or random value is optimized once, with its parameters as placeholders,
+/// and every execution binds that plan; any other is bound, then optimized, each time.
+fn optimize(
+    prepared: &Prepared,
+    plan: &LogicalPlan,
+    params: ParamValues,
+    rollups: bool,
+    state: &SessionState,
+) -> Result<LogicalPlan, Error> {
+    let generic = prepared.generic.get_or_init(|| {
+        let plan = prepared.reusable().then(|| state.optimize(plan).ok())??;
+        Some(crate::plan::Generic { plan, rollups })
+    });
+    if let Some(g) = generic.as_ref().filter(|g| g.rollups == rollups) {
+        if let Ok(bound) = bind_typed(g.plan.clone(), &params) {
+            return Ok(bound);
+        }
+    }
+    let plan = if prepared.param_types.is_empty() {
+        plan.clone()
+    } else {
+        plan.clone().with_param_values(params)?
+    };
+    Ok(state.optimize(&plan)?)
+}
+
+/// Put `params` in an optimized plan's placeholders, each value cast to the type its
+/// placeholder was optimized for (the type coercion that ran around it), so that no
+/// node's schema changes and none has to be rebuilt.
+///
+/// # Errors
+/// A missing value, an untyped placeholder, or a value that does not cast.
+fn bind_typed(plan: LogicalPlan, params: &ParamValues) -> datafusion::error::Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::expr::Placeholder;
+    use datafusion::logical_expr::expr_rewriter::NamePreserver;
+    use datafusion::logical_expr::Expr;
+    let value = |p: &Placeholder| {
+        let field = p.field.as_ref().ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan(format!("{} has no type", p.id))
+        })?;
+        let (value, metadata) = params.get_placeholders_with_values(&p.id)?.into_inner();
+        Ok::<_, datafusion::error::DataFusionError>(Expr::Literal(
+            value.cast_to(field.data_type())?,
+            metadata,
+        ))
+    };
+    plan.transform_up_with_subqueries(|node| {
+        let names = NamePreserver::new(&node);
+        node.map_expressions(|e| {
+            if !e.exists(|x| Ok(matches!(x, Expr::Placeholder(_))))? {
+                return Ok(Transformed::no(e));
+            }
+            let name = names.save(&e);
+            let bound = e.transform_up(|x| match x {
+                Expr::Placeholder(p) => Ok(Transformed::yes(value(&p)?)),
+                other => Ok(Transformed::no(other)),
+            })?;
+            Ok(bound.update_data(|x| name.restore(x)))
+        })
+    })
+    .map(|t| t.data)
 }
 
 /// Await `fut` unless the query is cancelled or its deadline passes first.

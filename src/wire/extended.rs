@@ -30,7 +30,7 @@ use pgwire::messages::PgWireBackendMessage;
 
 use super::{encode, Connection};
 use crate::error::Error;
-use crate::plan::{prepare, Prepared};
+use crate::plan::Prepared;
 use crate::session::Session;
 
 /// Parses and plans statements for one session.
@@ -52,9 +52,7 @@ impl StatementParser {
         let Some(stmt) = statements.pop() else {
             return Ok(None);
         };
-        Ok(Some(Arc::new(
-            prepare(session.context(), session.datasets(), stmt).await?,
-        )))
+        Ok(Some(Arc::new(session.prepare(stmt).await?)))
     }
 }
 

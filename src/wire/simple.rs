@@ -18,7 +18,6 @@ use pgwire::messages::PgWireBackendMessage;
 
 use super::{encode, Connection};
 use crate::error::Error;
-use crate::plan::prepare;
 
 #[async_trait]
 impl SimpleQueryHandler for Connection {
@@ -75,7 +74,7 @@ impl Connection {
                 &Format::UnifiedText,
             );
         }
-        let prepared = match prepare(session.context(), session.datasets(), stmt).await {
+        let prepared = match session.prepare(stmt).await {
             Ok(p) => p,
             Err(e) => return Err(super::audited(audit, e)),
         };

@@ -75,6 +75,50 @@ async fn extended_protocol_binds_parameters_and_returns_binary_values() {
 }
 
 #[tokio::test]
+async fn a_prepared_statement_is_optimized_once_and_bound_to_each_execution() {
+    let server = TestServer::start().await;
+    let client = server.connect("carol").await;
+    // Parameters of two types (one compared with a text column) in the filters of a plan
+    // that the optimizer reshapes.
+    let stmt = client
+        .prepare(
+            "SELECT region, count(*) AS n FROM sales WHERE quantity >= $1 AND region <> $2 \
+             GROUP BY region ORDER BY region LIMIT 3",
+        )
+        .await
+        .unwrap();
+    for (q, not) in [(1i32, "East"), (9, "North"), (5, ""), (1, "West")] {
+        let got: Vec<Vec<String>> = client
+            .query(&stmt, &[&q, &not])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| vec![r.get::<_, String>(0), r.get::<_, i64>(1).to_string()])
+            .collect();
+        let want = direct(&format!(
+            "SELECT c.region, count(*) FROM orders o JOIN customers c USING (customer_id) \
+             WHERE o.quantity >= {q} AND c.region <> '{not}' GROUP BY c.region \
+             ORDER BY c.region LIMIT 3"
+        ))
+        .await;
+        assert_eq!(got, want, "quantity >= {q}, region <> {not}");
+    }
+}
+
+#[tokio::test]
+async fn a_prepared_statement_reads_the_clock_at_each_execution() {
+    let server = TestServer::start().await;
+    let client = server.connect("carol").await;
+    // `now()` is folded into the plan when it is optimized: a plan optimized once would
+    // answer every later execution with the time of the first.
+    let stmt = client.prepare("SELECT CAST(now() AS text)").await.unwrap();
+    let first: String = client.query_one(&stmt, &[]).await.unwrap().get(0);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second: String = client.query_one(&stmt, &[]).await.unwrap().get(0);
+    assert_ne!(first, second);
+}
+
+#[tokio::test]
 async fn named_portals_fetch_in_pages() {
     let server = TestServer::start().await;
     let mut client = server.connect("carol").await;
