@@ -7,6 +7,7 @@
 //! session shares this schema, so open sessions see it at once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -33,6 +34,9 @@ pub struct DatasetSchema {
     unavailable: RwLock<HashMap<String, Unavailable>>,
     /// Datasets now answered from a local copy: looked up first, replaced in one write.
     replaced: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
+    /// Counts the replacements and restorations, so that a statement planned before one
+    /// knows to plan again.
+    version: AtomicU64,
 }
 
 impl DatasetSchema {
@@ -47,7 +51,15 @@ impl DatasetSchema {
                     .collect(),
             ),
             replaced: RwLock::default(),
+            version: AtomicU64::new(0),
         }
+    }
+
+    /// Changes whenever a dataset is answered by another table than before. A plan holds
+    /// the tables it was planned with: one made at an older version may read a copy that
+    /// has since been replaced, or the source where a copy is now ready.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// Answer `dataset` with `table` from now on, atomically: a query planned before
@@ -57,6 +69,7 @@ impl DatasetSchema {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(dataset.to_owned(), table);
+        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Serve `dataset` from now on: its source is back.
@@ -66,6 +79,7 @@ impl DatasetSchema {
     pub fn restore(&self, dataset: &str, table: Arc<dyn TableProvider>) -> DfResult<()> {
         self.tables.register_table(dataset.to_owned(), table)?;
         self.write().remove(dataset);
+        self.version.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 

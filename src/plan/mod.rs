@@ -11,6 +11,7 @@ pub mod names;
 pub mod pushdown;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -182,6 +183,14 @@ pub struct Prepared {
     /// The generic optimized plan, once the first execution made it; `None` inside when
     /// the plan cannot be reused (see [`Prepared::reusable`]).
     pub generic: std::sync::OnceLock<Option<Generic>>,
+    /// The query as parsed, to plan it again when the datasets it reads are answered by
+    /// other tables than when it was planned.
+    pub statement: Option<Statement>,
+    /// The workspace's dataset version it was planned at
+    /// ([`crate::catalog::datasets::DatasetSchema::version`]).
+    pub data_version: u64,
+    /// The same statement planned at a later dataset version, once an execution needed it.
+    pub replanned: Arc<std::sync::Mutex<Option<Arc<Prepared>>>>,
 }
 
 impl Prepared {
@@ -229,8 +238,10 @@ pub async fn prepare(
     state: &SessionState,
     datasets: &[crate::semantic::Dataset],
     stmt: Statement,
+    data_version: u64,
 ) -> Result<Prepared, Error> {
     let sql = stmt.to_string();
+    let statement = stmt.clone();
     let mut command = classify::classify(stmt)?;
     if let Command::Query(stmt) | Command::CopyOut { query: stmt, .. } = &mut command {
         crate::semantic::measure::expand(stmt, datasets)?;
@@ -243,6 +254,9 @@ pub async fn prepare(
             plan: None,
             param_types: Vec::new(),
             generic: std::sync::OnceLock::new(),
+            statement: None,
+            data_version,
+            replanned: Arc::default(),
         });
     };
     let pg_names = names::pg_column_names(stmt);
@@ -268,6 +282,9 @@ pub async fn prepare(
         columns,
         param_types,
         generic: std::sync::OnceLock::new(),
+        statement: Some(statement),
+        data_version,
+        replanned: Arc::default(),
     })
 }
 

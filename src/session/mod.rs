@@ -155,8 +155,38 @@ impl Session {
     /// The classification or planning error, with its SQLSTATE.
     pub async fn prepare(&self, stmt: Statement) -> Result<Prepared, Error> {
         let rollups = self.rollups();
+        // Read before planning: a swap while planning makes the next execution plan again.
+        let version = self.workspace.public.version();
         let mut planner = self.planner.lock().await;
-        crate::plan::prepare(planner.state(rollups), &self.workspace.datasets, stmt).await
+        crate::plan::prepare(
+            planner.state(rollups),
+            &self.workspace.datasets,
+            stmt,
+            version,
+        )
+        .await
+    }
+
+    /// `prepared` planned again, when a dataset it reads has been answered by another
+    /// table since it was planned (an accelerated copy became ready or was refreshed, a
+    /// source came back): a client that keeps a statement prepared all day reads
+    /// today's copy, and the old copy's memory is not held for it.
+    async fn replanned(&self, prepared: &Prepared) -> Result<Option<Arc<Prepared>>, Error> {
+        let version = self.workspace.public.version();
+        let Some(statement) = prepared
+            .statement
+            .clone()
+            .filter(|_| prepared.data_version != version)
+        else {
+            return Ok(None);
+        };
+        let lock = || prepared.replanned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(done) = lock().as_ref().filter(|p| p.data_version == version) {
+            return Ok(Some(Arc::clone(done)));
+        }
+        let fresh = Arc::new(self.prepare(statement).await?);
+        *lock() = Some(Arc::clone(&fresh));
+        Ok(Some(fresh))
     }
 
     /// The datasets of the session's workspace.
@@ -188,7 +218,10 @@ impl Session {
         params: ParamValues,
     ) -> Result<Outcome, Error> {
         match &prepared.command {
-            Command::Query(_) | Command::CopyOut { .. } => self.run_query(prepared, params).await,
+            Command::Query(_) | Command::CopyOut { .. } => match self.replanned(prepared).await? {
+                Some(fresh) => self.run_query(&fresh, params).await,
+                None => self.run_query(prepared, params).await,
+            },
             Command::Set { name, value } => {
                 self.settings().set(name, value)?;
                 Ok(Outcome::Done("SET".into()))

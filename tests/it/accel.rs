@@ -58,6 +58,23 @@ async fn facts_server(refresh: &str) -> (Databases, TestServer) {
     (db, server)
 }
 
+/// Set every `v` of the source's `facts` to 2 and refresh the copy; the refresh's answer.
+async fn set_v_and_refresh(db: &Databases, server: &TestServer) -> String {
+    db.pg()
+        .await
+        .batch_execute("UPDATE facts SET v = 2")
+        .await
+        .unwrap();
+    let (status, body) = request(
+        server.admin.unwrap(),
+        "POST",
+        "/accelerations/refresh?workspace=demo&dataset=facts",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 #[tokio::test]
 async fn a_refresh_swaps_the_copy_atomically_under_concurrent_queries() {
     let (db, server) = facts_server("0").await;
@@ -80,18 +97,7 @@ async fn a_refresh_swaps_the_copy_atomically_under_concurrent_queries() {
         }));
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    db.pg()
-        .await
-        .batch_execute("UPDATE facts SET v = 2")
-        .await
-        .unwrap();
-    let (status, body) = request(
-        server.admin.unwrap(),
-        "POST",
-        "/accelerations/refresh?workspace=demo&dataset=facts",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let body = set_v_and_refresh(&db, &server).await;
     assert!(body.contains("\"version\":2"), "{body}");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     stop.store(true, Ordering::Relaxed);
@@ -114,6 +120,32 @@ async fn a_refresh_swaps_the_copy_atomically_under_concurrent_queries() {
     let plan = explain(&client, q).await;
     assert!(plan.contains("facts (accelerated copy v2)"), "{plan}");
     assert!(!plan.contains("base_sql"), "the source is not read: {plan}");
+}
+
+#[tokio::test]
+async fn a_statement_prepared_before_a_refresh_reads_the_new_copy() {
+    let (db, server) = facts_server("0").await;
+    let client = server.connect("carol").await;
+    rows(&client, "SET biproxy.cache = off").await;
+    let stmt = client
+        .prepare("SELECT count(*), sum(v) FROM facts WHERE id > $1")
+        .await
+        .unwrap();
+    let answer = |row: tokio_postgres::Row| (row.get::<_, i64>(0), row.get::<_, i64>(1));
+    assert_eq!(
+        answer(client.query_one(&stmt, &[&0i32]).await.unwrap()),
+        (1000, 1000)
+    );
+    set_v_and_refresh(&db, &server).await;
+    // Planned against copy v1, executed after v2 replaced it: the rows of v2.
+    assert_eq!(
+        answer(client.query_one(&stmt, &[&0i32]).await.unwrap()),
+        (1000, 2000)
+    );
+    assert_eq!(
+        answer(client.query_one(&stmt, &[&500i32]).await.unwrap()),
+        (500, 1000)
+    );
 }
 
 #[tokio::test]
