@@ -11,12 +11,6 @@ use biproxy::auth::scram::{Verifier, DEFAULT_ITERATIONS};
 use biproxy::config::{self, Config, ConfigErrors, SourceKind};
 use biproxy::server::Server;
 
-/// Planning a statement makes thousands of small, short-lived allocations on whichever
-/// worker thread runs it; mimalloc serves them from per-thread pages, where glibc's
-/// allocator took a measurable share of a point query's time.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A PostgreSQL-wire BI query gateway.
 ///
 /// With no arguments, serves the built-in demo workspace `demo` on 127.0.0.1:15432,
