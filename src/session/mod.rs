@@ -173,11 +173,10 @@ impl Session {
     /// today's copy, and the old copy's memory is not held for it.
     async fn replanned(&self, prepared: &Prepared) -> Result<Option<Arc<Prepared>>, Error> {
         let version = self.workspace.public.version();
-        let Some(statement) = prepared
-            .statement
-            .clone()
-            .filter(|_| prepared.data_version != version)
-        else {
+        if prepared.data_version == version {
+            return Ok(None);
+        }
+        let Some(statement) = prepared.statement.clone() else {
             return Ok(None);
         };
         let lock = || prepared.replanned.lock().unwrap_or_else(|p| p.into_inner());

@@ -21,7 +21,10 @@ use async_trait::async_trait;
 use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{send_execution_response, ExtendedQueryHandler};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
+    Response, Tag,
+};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type, DEFAULT_NAME};
@@ -185,59 +188,29 @@ impl ExtendedQueryHandler for Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
-        let parser = self.query_parser();
-        let (params, fields) = match message.target_type {
+        match message.target_type {
             TARGET_TYPE_BYTE_STATEMENT => match client.portal_store().get_statement(name) {
                 Some(Entry::Value(stmt)) => {
-                    // The client's declared types first, then the ones the plan inferred.
-                    let inferred = parser.get_parameter_types(&stmt.statement)?;
-                    let count = stmt.parameter_types.len().max(inferred.len());
-                    let types = (0..count)
-                        .map(|i| {
-                            stmt.parameter_types
-                                .get(i)
-                                .cloned()
-                                .flatten()
-                                .or_else(|| inferred.get(i).cloned())
-                                .unwrap_or(Type::UNKNOWN)
-                        })
-                        .collect();
-                    (
-                        Some(types),
-                        parser.get_result_schema(&stmt.statement, None)?,
-                    )
+                    let described = self.do_describe_statement(client, &stmt).await?;
+                    feed_description(client, &described).await
                 }
-                Some(Entry::Empty) => (Some(Vec::new()), Vec::new()),
-                None => return Err(PgWireError::StatementNotFound(name.to_owned())),
+                Some(Entry::Empty) => {
+                    feed_description(client, &DescribeStatementResponse::no_data()).await
+                }
+                None => Err(PgWireError::StatementNotFound(name.to_owned())),
             },
             TARGET_TYPE_BYTE_PORTAL => match client.portal_store().get_portal(name) {
                 Some(Entry::Value(portal)) => {
-                    let format = &portal.result_column_format;
-                    let fields =
-                        parser.get_result_schema(&portal.statement.statement, Some(format))?;
-                    (None, fields)
+                    let described = self.do_describe_portal(client, &portal).await?;
+                    feed_description(client, &described).await
                 }
-                Some(Entry::Empty) => (None, Vec::new()),
-                None => return Err(PgWireError::PortalNotFound(name.to_owned())),
+                Some(Entry::Empty) => {
+                    feed_description(client, &DescribePortalResponse::no_data()).await
+                }
+                None => Err(PgWireError::PortalNotFound(name.to_owned())),
             },
-            other => return Err(PgWireError::InvalidTargetType(other)),
-        };
-        if let Some(types) = params {
-            let oids = types.iter().map(Type::oid).collect();
-            client
-                .feed(PgWireBackendMessage::ParameterDescription(
-                    ParameterDescription::new(oids),
-                ))
-                .await?;
+            other => Err(PgWireError::InvalidTargetType(other)),
         }
-        let reply = if fields.is_empty() {
-            PgWireBackendMessage::NoData(NoData::new())
-        } else {
-            let columns = fields.iter().map(Into::into).collect();
-            PgWireBackendMessage::RowDescription(RowDescription::new(columns))
-        };
-        client.feed(reply).await?;
-        Ok(())
     }
 
     async fn on_close<C>(&self, client: &mut C, message: Close) -> PgWireResult<()>
@@ -368,6 +341,33 @@ impl Connection {
             _ => send_execution_response(client, Tag::new("SELECT").with_rows(0)).await,
         }
     }
+}
+
+/// pgwire's `send_describe_response`, without its flushes: the parameter types of a
+/// statement, then its columns or NoData.
+async fn feed_description<C, D>(client: &mut C, described: &D) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    D: DescribeResponse + Sync,
+{
+    if let Some(types) = described.parameters() {
+        let oids = types.iter().map(Type::oid).collect();
+        client
+            .feed(PgWireBackendMessage::ParameterDescription(
+                ParameterDescription::new(oids),
+            ))
+            .await?;
+    }
+    let reply = if described.is_no_data() {
+        PgWireBackendMessage::NoData(NoData::new())
+    } else {
+        let columns = described.fields().iter().map(Into::into).collect();
+        PgWireBackendMessage::RowDescription(RowDescription::new(columns))
+    };
+    client.feed(reply).await?;
+    Ok(())
 }
 
 /// Send at most `max_rows` rows of `results` (0 = all), then PortalSuspended when rows
